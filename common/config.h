@@ -1,0 +1,67 @@
+/*
+ * The cluster definition (one JSON file shared by every node, see
+ * docs/configuration.md) and the command-line choices of one node.
+ * Parsed once at start-up into a const struct passed down.
+ */
+#ifndef TVMW_COMMON_CONFIG_H
+#define TVMW_COMMON_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TVMW_MAX_NODES        9
+#define TVMW_MAX_EDGES        64
+#define TVMW_ADDR_MAX         64
+#define TVMW_MAX_CONFIG_BYTES (1 << 20)
+
+struct tvmw_node_conf {
+    uint64_t id;
+    char raft_address[TVMW_ADDR_MAX];
+    char http_address[TVMW_ADDR_MAX];
+    char datacenter[64];
+};
+
+struct tvmw_edge_conf {
+    char id[64];
+    char http_address[TVMW_ADDR_MAX];
+    char datacenter[64];
+};
+
+struct tvmw_config {
+    char cluster_name[65];
+    char admin_token[257];
+    char data_root[512];
+    struct {
+        unsigned election_timeout_ms;
+        unsigned heartbeat_timeout_ms;
+        unsigned snapshot_threshold;
+        unsigned snapshot_trailing;
+        bool pre_vote;
+    } raft;
+    struct {
+        size_t max_body_bytes;
+        unsigned request_timeout_ms;
+        unsigned max_connections;
+    } http;
+    struct {
+        size_t map_size_mb;
+        unsigned dedup_window_s;
+    } state;
+    unsigned n_nodes;
+    struct tvmw_node_conf nodes[TVMW_MAX_NODES];
+    unsigned n_edges;
+    struct tvmw_edge_conf edges[TVMW_MAX_EDGES];
+};
+
+/* Loads and validates FILE. On error writes a one-line reason into err. */
+int tvmw_config_load(const char *path, struct tvmw_config *out, char *err, size_t err_len);
+/* Same, from memory (tests). */
+int tvmw_config_parse(const char *text, size_t len, struct tvmw_config *out, char *err,
+                      size_t err_len);
+/* The node entry with this id, or NULL. */
+const struct tvmw_node_conf *tvmw_config_node(const struct tvmw_config *c, uint64_t id);
+/* Splits "a.b.c.d:port"; host receives the address part. */
+int tvmw_addr_split(const char *addr, char *host, size_t host_len, unsigned *port);
+
+#endif

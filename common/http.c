@@ -1,0 +1,329 @@
+/*
+ * libmicrohttpd glue. Two traps from shared/notes/libmicrohttpd.md shape it:
+ * answering on the first handler call makes 0.9.75 close every keep-alive
+ * connection, so the handler runs on the second call at the earliest; and
+ * POST bodies arrive in pieces, the last call having *upload_data_size == 0.
+ */
+#include "common/http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+
+#include "common/config.h"
+#include "common/err.h"
+#include "common/log.h"
+
+#define MAX_ROUTES   64
+#define MAX_STATUSES 12
+
+struct route_stat {
+    const char *route; /* static string from a handler */
+    unsigned status[MAX_STATUSES];
+    unsigned long long count[MAX_STATUSES];
+};
+
+struct tvmw_http_server {
+    struct MHD_Daemon *d;
+    tvmw_http_handler_cb handler;
+    void *ctx;
+    size_t max_body;
+    pthread_mutex_t mu; /* guards stats, n_stats */
+    struct route_stat stats[MAX_ROUTES];
+    unsigned n_stats;
+};
+
+static void count_request(struct tvmw_http_server *s, const char *route, unsigned status)
+{
+    pthread_mutex_lock(&s->mu);
+    struct route_stat *rs = NULL;
+    for (unsigned i = 0; i < s->n_stats; i++) {
+        if (strcmp(s->stats[i].route, route) == 0) {
+            rs = &s->stats[i];
+            break;
+        }
+    }
+    if (rs == NULL && s->n_stats < MAX_ROUTES) {
+        rs = &s->stats[s->n_stats++];
+        rs->route = route;
+    }
+    if (rs != NULL) {
+        for (unsigned i = 0; i < MAX_STATUSES; i++) {
+            if (rs->status[i] == status || rs->status[i] == 0) {
+                rs->status[i] = status;
+                rs->count[i]++;
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+void tvmw_http_server_metrics(struct tvmw_http_server *s, const char *prefix, struct tvmw_buf *out)
+{
+    tvmw_buf_printf(out, "# HELP %s_http_requests_total HTTP requests by route and status.\n",
+                    prefix);
+    tvmw_buf_printf(out, "# TYPE %s_http_requests_total counter\n", prefix);
+    pthread_mutex_lock(&s->mu);
+    for (unsigned i = 0; i < s->n_stats; i++) {
+        for (unsigned j = 0; j < MAX_STATUSES && s->stats[i].status[j] != 0; j++) {
+            tvmw_buf_printf(out, "%s_http_requests_total{route=\"%s\",status=\"%u\"} %llu\n",
+                            prefix, s->stats[i].route, s->stats[i].status[j], s->stats[i].count[j]);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+bool tvmw_secret_equal(const char *presented, const char *expected)
+{
+    size_t a = presented ? strlen(presented) : 0;
+    size_t b = strlen(expected);
+    if (presented == NULL || a != b || b == 0) {
+        return false; /* the length of a token is not a secret worth hiding */
+    }
+    return CRYPTO_memcmp(presented, expected, b) == 0;
+}
+
+void tvmw_http_reply(struct tvmw_http_req *req, unsigned status, const char *content_type,
+                     const void *body, size_t len, const char *const *headers)
+{
+    if (req->answered) {
+        TVMW_LOG_ERROR("http", "second answer to one request ignored path=%s", req->path);
+        return;
+    }
+    req->answered = true;
+    req->status = status;
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (r == NULL) {
+        return; /* MHD closes the connection */
+    }
+    if (content_type != NULL) {
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    }
+    for (const char *const *h = headers; h != NULL && h[0] != NULL; h += 2) {
+        MHD_add_response_header(r, h[0], h[1]);
+    }
+    MHD_queue_response(req->conn, status, r);
+    MHD_destroy_response(r);
+}
+
+void tvmw_http_reply_json(struct tvmw_http_req *req, unsigned status, const json_t *obj)
+{
+    char *text = json_dumps(obj, JSON_COMPACT);
+    if (text == NULL) {
+        tvmw_http_reply(req, 500, "application/json", "{\"error\":\"internal\"}\n", 21, NULL);
+        return;
+    }
+    size_t n = strlen(text);
+    text[n] = '\n'; /* replaces the NUL; length passed explicitly */
+    tvmw_http_reply(req, status, "application/json", text, n + 1, NULL);
+    free(text);
+}
+
+void tvmw_http_reply_error(struct tvmw_http_req *req, unsigned status, const char *code,
+                           const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    json_t *o = json_pack("{s:s, s:s}", "error", code, "message", msg);
+    if (status == 503 && o != NULL) {
+        json_object_set_new(o, "retryable", json_true());
+    }
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    static const char *const retry[] = {"Retry-After", "1", NULL};
+    if (text == NULL) {
+        tvmw_http_reply(req, 500, "application/json", "{\"error\":\"internal\"}\n", 21, NULL);
+        return;
+    }
+    tvmw_http_reply(req, status, "application/json", text, strlen(text),
+                    status == 503 ? retry : NULL);
+    free(text);
+}
+
+const char *tvmw_http_query(struct tvmw_http_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *tvmw_http_header(struct tvmw_http_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *tvmw_http_raw_query(struct tvmw_http_req *req)
+{
+    return req->raw_query;
+}
+
+/* MHD calls this with the whole URI before parsing it; its return value is
+ * the first *req_cls, which is how the raw query string is kept. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    struct tvmw_http_server *s = cls;
+    struct tvmw_http_req *req = calloc(1, sizeof(*req));
+    if (req == NULL) {
+        return NULL;
+    }
+    const char *q = strchr(uri, '?');
+    req->raw_query = strdup(q != NULL ? q + 1 : "");
+    if (req->raw_query == NULL) {
+        free(req);
+        return NULL;
+    }
+    req->conn = conn;
+    req->srv = s;
+    req->route = "other";
+    tvmw_buf_init(&req->body, s->max_body);
+    return req;
+}
+
+static void req_free(struct tvmw_http_req *req)
+{
+    tvmw_buf_close(&req->body);
+    free(req->raw_query);
+    free(req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)c;
+    (void)toe;
+    struct tvmw_http_req *req = *req_cls;
+    if (req != NULL) {
+        if (req->answered) {
+            count_request(cls, req->route, req->status);
+        }
+        req_free(req);
+        *req_cls = NULL;
+    }
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
+{
+    (void)version;
+    struct tvmw_http_server *s = cls;
+    struct tvmw_http_req *req = *req_cls;
+    if (req == NULL) {
+        return MHD_NO; /* on_uri could not allocate */
+    }
+    if (req->method == NULL) {
+        /* First call, headers only: answering now would cost keep-alive. */
+        req->method = method;
+        req->path = url;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (ci != NULL && ci->client_addr != NULL && ci->client_addr->sa_family == AF_INET) {
+            const struct sockaddr_in *sin = (const struct sockaddr_in *)ci->client_addr;
+            inet_ntop(AF_INET, &sin->sin_addr, req->remote, sizeof(req->remote));
+        }
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        if (cl != NULL && strtoull(cl, NULL, 10) > s->max_body) {
+            req->too_big = true; /* refuse before reading a byte of it */
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        if (!req->too_big && tvmw_buf_append(&req->body, upload_data, *upload_data_size) != 0) {
+            req->too_big = true;
+            tvmw_buf_close(&req->body);
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (req->answered) {
+        return MHD_YES;
+    }
+    if (req->too_big) {
+        req->route = "too_large";
+        tvmw_http_reply_error(req, 413, "too_large", "request body is over %zu bytes", s->max_body);
+    } else {
+        s->handler(s->ctx, req);
+        if (!req->answered) {
+            TVMW_LOG_ERROR("http", "handler gave no answer path=%s", req->path);
+            tvmw_http_reply_error(req, 500, "internal", "no answer");
+        }
+    }
+    return MHD_YES;
+}
+
+int tvmw_http_server_start(const struct tvmw_http_server_conf *conf, tvmw_http_handler_cb handler,
+                           void *ctx, struct tvmw_http_server **out)
+{
+    char host[TVMW_ADDR_MAX];
+    unsigned port;
+    if (tvmw_addr_split(conf->address, host, sizeof(host), &port) != 0) {
+        return TVMW_ECONFIG;
+    }
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, host, &sin.sin_addr);
+    struct tvmw_http_server *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return -ENOMEM;
+    }
+    s->handler = handler;
+    s->ctx = ctx;
+    s->max_body = conf->max_body_bytes;
+    pthread_mutex_init(&s->mu, NULL);
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    if (conf->thread_per_connection) {
+        flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
+    } else {
+        flags |= MHD_USE_EPOLL | MHD_USE_TURBO;
+    }
+    struct MHD_OptionItem opts[] = {
+        {MHD_OPTION_SOCK_ADDR, 0, &sin},
+        {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, s},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},
+        {MHD_OPTION_CONNECTION_LIMIT, conf->max_connections, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, conf->idle_timeout_s ? conf->idle_timeout_s : 60, NULL},
+        {MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL},
+        {conf->thread_per_connection ? MHD_OPTION_END : MHD_OPTION_THREAD_POOL_SIZE, conf->threads,
+         NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    s->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, s, MHD_OPTION_ARRAY,
+                            opts, MHD_OPTION_END);
+    if (s->d == NULL) {
+        TVMW_LOG_ERROR("http", "cannot listen on %s", conf->address);
+        pthread_mutex_destroy(&s->mu);
+        free(s);
+        return TVMW_EIO;
+    }
+    *out = s;
+    return 0;
+}
+
+void tvmw_http_server_quiesce(struct tvmw_http_server *s)
+{
+    int fd = MHD_quiesce_daemon(s->d);
+    if (fd >= 0) {
+        close(fd);
+    }
+}
+
+void tvmw_http_server_stop(struct tvmw_http_server *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    MHD_stop_daemon(s->d);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}

@@ -1,0 +1,78 @@
+/*
+ * HTTP server wrapper over libmicrohttpd.
+ *
+ * The wrapper collects the request (headers and a body bounded by
+ * max_body_bytes) and calls the handler once, on an MHD thread, when the
+ * request is complete. The handler must answer exactly once with one of the
+ * tvmw_http_reply* calls before it returns. In thread-per-connection mode a
+ * handler may block (e.g. wait for a raft commit); in pool mode it must not.
+ *
+ * The wrapper answers bodies over the limit with 413 itself, and counts
+ * requests by route label and status for /metrics.
+ */
+#ifndef TVMW_COMMON_HTTP_H
+#define TVMW_COMMON_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "common/buf.h"
+
+struct MHD_Connection;
+struct tvmw_http_server;
+
+struct tvmw_http_req {
+    struct MHD_Connection *conn;
+    const char *method;
+    const char *path; /* without the query string */
+    struct tvmw_buf body;
+    bool too_big;
+    bool answered;
+    const char *route;            /* metrics label; handlers set it, default "other" */
+    char remote[64];              /* client address without port */
+    unsigned status;              /* of the answer, once answered */
+    char *raw_query;              /* private */
+    struct tvmw_http_server *srv; /* private */
+};
+
+typedef void (*tvmw_http_handler_cb)(void *ctx, struct tvmw_http_req *req);
+
+struct tvmw_http_server_conf {
+    const char *address; /* "IPv4:port" */
+    size_t max_body_bytes;
+    unsigned max_connections;
+    unsigned idle_timeout_s;
+    bool thread_per_connection; /* else a pool of `threads` epoll threads */
+    unsigned threads;
+};
+
+int tvmw_http_server_start(const struct tvmw_http_server_conf *conf, tvmw_http_handler_cb handler,
+                           void *ctx, struct tvmw_http_server **out);
+/* Stops accepting new connections; running handlers go on. */
+void tvmw_http_server_quiesce(struct tvmw_http_server *s);
+/* Waits for handlers to return, closes everything. */
+void tvmw_http_server_stop(struct tvmw_http_server *s);
+
+/* headers: NULL-terminated array of name, value, name, value, ... or NULL. */
+void tvmw_http_reply(struct tvmw_http_req *req, unsigned status, const char *content_type,
+                     const void *body, size_t len, const char *const *headers);
+/* Body is json_dumps(obj) plus a newline; obj is borrowed. */
+void tvmw_http_reply_json(struct tvmw_http_req *req, unsigned status, const json_t *obj);
+/* {"error": code, "message": ...}; 503 adds Retry-After and "retryable": true. */
+void tvmw_http_reply_error(struct tvmw_http_req *req, unsigned status, const char *code,
+                           const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+const char *tvmw_http_query(struct tvmw_http_req *req, const char *name);
+const char *tvmw_http_header(struct tvmw_http_req *req, const char *name);
+/* Query string as sent, without '?', "" if none (for forwarding). */
+const char *tvmw_http_raw_query(struct tvmw_http_req *req);
+
+/* Appends tvmw_http_requests_total{route,status} to out. Any thread. */
+void tvmw_http_server_metrics(struct tvmw_http_server *s, const char *prefix, struct tvmw_buf *out);
+
+/* Constant-time comparison of a presented secret with the expected one. */
+bool tvmw_secret_equal(const char *presented, const char *expected);
+
+#endif
