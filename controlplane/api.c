@@ -534,18 +534,28 @@ static void reply_change_error(struct tvmw_http_req *req, int rv, const char *ms
     }
 }
 
-/* Membership changes run on the leader; a follower forwards the request. */
+/* Membership changes run on the leader; a follower forwards the request,
+ * waiting through an election for a leader to forward to. */
 static bool forward_unless_leader(struct cp_api *api, struct tvmw_http_req *req)
 {
-    struct cp_status s;
-    cp_node_status(api->node, &s);
-    if (s.state == RAFT_LEADER) {
-        return false;
+    uint64_t deadline = tvmw_now_ns() + (uint64_t)api->conf->http.request_timeout_ms * 1000000u;
+    for (;;) {
+        struct cp_status s;
+        cp_node_status(api->node, &s);
+        if (s.state == RAFT_LEADER) {
+            return false;
+        }
+        uint64_t now = tvmw_now_ns();
+        if (forwarded_in(req) || now >= deadline) {
+            break;
+        }
+        if (s.leader_id != 0 &&
+            forward(api, req, s.leader_id, NULL, (unsigned)((deadline - now) / 1000000u)) == 0) {
+            return true;
+        }
+        sleep_ms(RETRY_PAUSE_MS);
     }
-    if (s.leader_id == 0 || forwarded_in(req) ||
-        forward(api, req, s.leader_id, NULL, api->conf->http.request_timeout_ms) != 0) {
-        reply_unavailable(req, TVMW_ENOLEADER);
-    }
+    reply_unavailable(req, TVMW_ENOLEADER);
     return true;
 }
 

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The whole test suite: installs dependencies, builds the normal and the
+# AddressSanitizer+UBSan trees, runs every ctest test in both (unit,
+# integration), the checker self-tests of the jepsen-like suite, and ends
+# with "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/build.sh --asan || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
+
+passed=0
+failed=0
+count() { # $1 = log of a ctest run
+  local line p t
+  line=$(grep -E '[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$1" | tail -1)
+  if [ -z "$line" ]; then
+    failed=$((failed + 1))
+    return
+  fi
+  t=$(echo "$line" | sed -E 's/.* out of ([0-9]+).*/\1/')
+  p=$(echo "$line" | sed -E 's/.*, ([0-9]+) tests? failed.*/\1/')
+  passed=$((passed + t - p))
+  failed=$((failed + p))
+}
+
+logs=$(mktemp -d)
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+for tree in build build-asan; do
+  echo "== ctest in $tree"
+  (cd "$tree" && ctest --output-on-failure -j 2 --timeout 600) 2>&1 | tee "$logs/$tree.log"
+  count "$logs/$tree.log"
+done
+
+echo "== jepsen-like checker self-tests"
+if python3 -m unittest discover -s tests/jepsen-like -p 'test_*.py' >"$logs/py.log" 2>&1; then
+  n=$(grep -Eo '^Ran [0-9]+ test' "$logs/py.log" | grep -Eo '[0-9]+')
+  passed=$((passed + ${n:-0}))
+else
+  cat "$logs/py.log"
+  n=$(grep -Eo '^Ran [0-9]+ test' "$logs/py.log" | grep -Eo '[0-9]+')
+  f=0
+  for k in $(grep -Eo '(failures|errors)=[0-9]+' "$logs/py.log" | grep -Eo '[0-9]+'); do
+    f=$((f + k))
+  done
+  [ "$f" -gt 0 ] || f=1
+  passed=$((passed + ${n:-0} - ${f:-1}))
+  failed=$((failed + ${f:-1}))
+fi
+tail -3 "$logs/py.log"
+rm -rf "$logs"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,97 @@
+/* Cluster definition parsing: defaults, ranges, unknown keys. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/config.h"
+
+#define NODES                                                                                      \
+    "\"nodes\":[{\"id\":1,\"raft_address\":\"127.0.0.1:9101\",\"http_address\":\"127.0.0.1:"       \
+    "8101\"}]"
+
+static int parse(const char *text, struct tvmw_config *c, char *err)
+{
+    return tvmw_config_parse(text, strlen(text), c, err, 256);
+}
+
+static void test_minimal_and_defaults(void **state)
+{
+    (void)state;
+    static struct tvmw_config c;
+    char err[256];
+    assert_int_equal(parse("{\"cluster_name\":\"t\",\"admin_token\":\"0123456789abcdef\","
+                           "\"data_root\":\"/tmp/x\"," NODES "}",
+                           &c, err),
+                     0);
+    assert_int_equal(c.n_nodes, 1);
+    assert_int_equal(c.nodes[0].id, 1);
+    assert_string_equal(c.nodes[0].http_address, "127.0.0.1:8101");
+    assert_int_equal(c.raft.election_timeout_ms, 1000);
+    assert_int_equal(c.http.max_body_bytes, 1 << 20);
+    assert_true(c.raft.pre_vote);
+}
+
+static void test_refusals(void **state)
+{
+    (void)state;
+    static struct tvmw_config c;
+    char err[256];
+    static const char *const bad[] = {
+        "not json",
+        "[]",
+        /* unknown key */
+        "{\"cluster_name\":\"t\",\"admin_token\":\"0123456789abcdef\",\"data_root\":\"/x\","
+        "\"colour\":1," NODES "}",
+        /* token too short */
+        "{\"cluster_name\":\"t\",\"admin_token\":\"short\",\"data_root\":\"/x\"," NODES "}",
+        /* heartbeat >= election */
+        "{\"cluster_name\":\"t\",\"admin_token\":\"0123456789abcdef\",\"data_root\":\"/x\","
+        "\"raft\":{\"election_timeout_ms\":200,\"heartbeat_timeout_ms\":200}," NODES "}",
+        /* out of range */
+        "{\"cluster_name\":\"t\",\"admin_token\":\"0123456789abcdef\",\"data_root\":\"/x\","
+        "\"http\":{\"max_body_bytes\":1}," NODES "}",
+        /* bad address */
+        "{\"cluster_name\":\"t\",\"admin_token\":\"0123456789abcdef\",\"data_root\":\"/x\","
+        "\"nodes\":[{\"id\":1,\"raft_address\":\"localhost\",\"http_address\":\"1.2.3.4:5\"}]}",
+        /* duplicate id */
+        "{\"cluster_name\":\"t\",\"admin_token\":\"0123456789abcdef\",\"data_root\":\"/x\","
+        "\"nodes\":[{\"id\":1,\"raft_address\":\"1.1.1.1:1\",\"http_address\":\"1.1.1.1:2\"},"
+        "{\"id\":1,\"raft_address\":\"1.1.1.1:3\",\"http_address\":\"1.1.1.1:4\"}]}",
+        /* duplicate key */
+        "{\"cluster_name\":\"t\",\"cluster_name\":\"u\",\"admin_token\":\"0123456789abcdef\","
+        "\"data_root\":\"/x\"," NODES "}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        assert_int_not_equal(parse(bad[i], &c, err), 0);
+        assert_true(strlen(err) > 0); /* a reason for the operator */
+    }
+}
+
+static void test_addr_split(void **state)
+{
+    (void)state;
+    char host[64];
+    unsigned port;
+    assert_int_equal(tvmw_addr_split("10.0.0.1:8080", host, sizeof(host), &port), 0);
+    assert_string_equal(host, "10.0.0.1");
+    assert_int_equal(port, 8080);
+    assert_int_not_equal(tvmw_addr_split("10.0.0.1:", host, sizeof(host), &port), 0);
+    assert_int_not_equal(tvmw_addr_split("10.0.0.1:70000", host, sizeof(host), &port), 0);
+    assert_int_not_equal(tvmw_addr_split("host:80", host, sizeof(host), &port), 0);
+    assert_int_not_equal(tvmw_addr_split(":80", host, sizeof(host), &port), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_minimal_and_defaults),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_addr_split),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
