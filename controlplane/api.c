@@ -94,7 +94,8 @@ static int member_http_address(struct cp_api *api, uint64_t id, char *out, size_
 /* ---- forwarding ---------------------------------------------------------- */
 
 /* Proxies the request to the leader. Returns 0 after relaying an answer,
- * TVMW_EIO if the leader gave none or a 503 (the caller may retry). */
+ * -ECONNREFUSED if the leader could not be reached (nothing was sent), or
+ * TVMW_EIO if it gave no answer or a 503 (the caller may retry). */
 static int forward(struct cp_api *api, struct tvmw_http_req *req, uint64_t leader,
                    const uint8_t *reqid, unsigned timeout_ms)
 {
@@ -140,10 +141,51 @@ static int forward(struct cp_api *api, struct tvmw_http_req *req, uint64_t leade
     } else {
         TVMW_LOG_DEBUG("api", "forward to leader=%llu failed: %s", (unsigned long long)leader,
                        rv == 0 ? "503" : err);
-        rv = TVMW_EIO;
+        rv = rv == -ECONNREFUSED ? rv : TVMW_EIO;
     }
     tvmw_buf_close(&resp.body);
     return rv;
+}
+
+/* Paces the retry loops of writes, reads and membership changes: waits a
+ * little before the next attempt, through an election, but gives up early
+ * when no leader has been known for two election timeouts (no quorum),
+ * instead of holding the caller for the whole request timeout. */
+struct retry {
+    uint64_t deadline_ns;
+    uint64_t leaderless_since_ns;
+    uint64_t grace_ns;
+};
+
+static void retry_init(struct cp_api *api, struct retry *r)
+{
+    r->deadline_ns = tvmw_now_ns() + (uint64_t)api->conf->http.request_timeout_ms * 1000000u;
+    r->leaderless_since_ns = 0;
+    r->grace_ns = (uint64_t)api->conf->raft.election_timeout_ms * 2000000u;
+}
+
+static unsigned retry_left_ms(const struct retry *r)
+{
+    uint64_t now = tvmw_now_ns();
+    return now < r->deadline_ns ? (unsigned)((r->deadline_ns - now) / 1000000u) : 0;
+}
+
+/* Returns false when the caller should stop retrying. */
+static bool retry_again(struct retry *r, uint64_t leader)
+{
+    uint64_t now = tvmw_now_ns();
+    if (leader != 0) {
+        r->leaderless_since_ns = 0;
+    } else if (r->leaderless_since_ns == 0) {
+        r->leaderless_since_ns = now;
+    } else if (now - r->leaderless_since_ns > r->grace_ns) {
+        return false;
+    }
+    if (now + (uint64_t)RETRY_PAUSE_MS * 1000000u >= r->deadline_ns) {
+        return false;
+    }
+    sleep_ms(RETRY_PAUSE_MS);
+    return true;
 }
 
 static bool forwarded_in(struct tvmw_http_req *req)
@@ -155,6 +197,9 @@ static void reply_unavailable(struct tvmw_http_req *req, int rv)
 {
     const char *why = rv == TVMW_EUNKNOWN
                           ? "the outcome is not known yet; retry with the same Idempotency-Key"
+                      : rv == TVMW_ENOTLEADER || rv == TVMW_ENOLEADER
+                          ? "no leader known (election in progress or no quorum); nothing was "
+                            "done"
                           : tvmw_strerror(rv);
     tvmw_http_reply_error(req, 503, "unavailable", "%s", why);
 }
@@ -202,12 +247,12 @@ static void do_write(struct cp_api *api, struct tvmw_http_req *req, uint16_t typ
         return;
     }
     size_t plen = strlen(text);
-    unsigned timeout_ms = api->conf->http.request_timeout_ms;
-    uint64_t deadline = tvmw_now_ns() + (uint64_t)timeout_ms * 1000000u;
+    struct retry retry;
+    bool maybe_done = false; /* some attempt may have reached a leader's log */
     int rv;
+    retry_init(api, &retry);
     for (;;) {
-        uint64_t now = tvmw_now_ns();
-        unsigned left_ms = now < deadline ? (unsigned)((deadline - now) / 1000000u) : 0;
+        unsigned left_ms = retry_left_ms(&retry);
         if (left_ms == 0) {
             rv = TVMW_EUNKNOWN;
             break;
@@ -237,16 +282,26 @@ static void do_write(struct cp_api *api, struct tvmw_http_req *req, uint16_t typ
             cp_result_free(res);
             break;
         }
+        if (rv == TVMW_EUNKNOWN) {
+            maybe_done = true;
+        }
         if (rv == TVMW_ENOTLEADER && leader != 0 && !forwarded_in(req)) {
-            if (forward(api, req, leader, reqid, left_ms) == 0) {
+            int frv = forward(api, req, leader, reqid, left_ms);
+            if (frv == 0) {
                 break;
             }
+            maybe_done = maybe_done || frv != -ECONNREFUSED;
         } else if (rv != TVMW_ENOTLEADER && rv != TVMW_ENOTAPPLIED) {
             break;
         } else if (forwarded_in(req)) {
             break; /* the forwarding node retries, not us */
         }
-        sleep_ms(RETRY_PAUSE_MS);
+        if (!retry_again(&retry, leader)) {
+            break;
+        }
+    }
+    if (maybe_done && (rv == TVMW_ENOTLEADER || rv == TVMW_ENOTAPPLIED)) {
+        rv = TVMW_EUNKNOWN;
     }
     free(text);
     if (req->answered) {
@@ -268,11 +323,15 @@ static bool read_ready(struct cp_api *api, struct tvmw_http_req *req)
     if (stale != NULL && strcmp(stale, "1") == 0) {
         return true;
     }
-    unsigned timeout_ms = api->conf->http.request_timeout_ms;
-    uint64_t deadline = tvmw_now_ns() + (uint64_t)timeout_ms * 1000000u;
+    struct retry retry;
     int rv = TVMW_EUNKNOWN;
-    while (tvmw_now_ns() < deadline) {
-        unsigned left_ms = (unsigned)((deadline - tvmw_now_ns()) / 1000000u) + 1;
+    retry_init(api, &retry);
+    for (;;) {
+        unsigned left_ms = retry_left_ms(&retry);
+        if (left_ms == 0) {
+            rv = TVMW_EUNKNOWN;
+            break;
+        }
         uint64_t leader = 0;
         rv = cp_node_read_barrier(api->node, left_ms, &leader);
         if (rv == 0) {
@@ -284,7 +343,9 @@ static bool read_ready(struct cp_api *api, struct tvmw_http_req *req)
         if (leader != 0 && forward(api, req, leader, NULL, left_ms) == 0) {
             return false;
         }
-        sleep_ms(RETRY_PAUSE_MS);
+        if (!retry_again(&retry, leader)) {
+            break;
+        }
     }
     reply_unavailable(req, rv);
     return false;
@@ -330,6 +391,15 @@ static bool only_keys(struct tvmw_http_req *req, json_t *o, const char *const *a
         }
     }
     return true;
+}
+
+static void method_not_allowed(struct tvmw_http_req *req, const char *allow)
+{
+    const char *hdrs[] = {"Allow", allow, NULL};
+    char body[160];
+    int n = snprintf(body, sizeof(body),
+                     "{\"error\":\"method_not_allowed\",\"message\":\"allowed: %s\"}", allow);
+    tvmw_http_reply(req, 405, "application/json", body, (size_t)n, hdrs);
 }
 
 /* ---- clients ---------------------------------------------------------------- */
@@ -409,18 +479,11 @@ static void clients_route(struct cp_api *api, struct tvmw_http_req *req, const c
         return;
     }
     if (id == 0 && strcmp(m, "POST") != 0) {
-        static const char *const allow[] = {"Allow", "GET, POST", NULL};
-        tvmw_http_reply(req, 405, "application/json",
-                        "{\"error\":\"method_not_allowed\",\"message\":\"use GET or POST\"}", 59,
-                        allow);
+        method_not_allowed(req, "GET, POST");
         return;
     }
     if (id != 0 && strcmp(m, "PATCH") != 0 && strcmp(m, "DELETE") != 0) {
-        static const char *const allow[] = {"Allow", "GET, PATCH, DELETE", NULL};
-        tvmw_http_reply(req, 405, "application/json",
-                        "{\"error\":\"method_not_allowed\",\"message\":\"use GET, PATCH or "
-                        "DELETE\"}",
-                        70, allow);
+        method_not_allowed(req, "GET, PATCH, DELETE");
         return;
     }
     if (strcmp(m, "DELETE") == 0) {
@@ -538,22 +601,24 @@ static void reply_change_error(struct tvmw_http_req *req, int rv, const char *ms
  * waiting through an election for a leader to forward to. */
 static bool forward_unless_leader(struct cp_api *api, struct tvmw_http_req *req)
 {
-    uint64_t deadline = tvmw_now_ns() + (uint64_t)api->conf->http.request_timeout_ms * 1000000u;
+    struct retry retry;
+    retry_init(api, &retry);
     for (;;) {
         struct cp_status s;
         cp_node_status(api->node, &s);
         if (s.state == RAFT_LEADER) {
             return false;
         }
-        uint64_t now = tvmw_now_ns();
-        if (forwarded_in(req) || now >= deadline) {
+        if (forwarded_in(req)) {
             break;
         }
         if (s.leader_id != 0 &&
-            forward(api, req, s.leader_id, NULL, (unsigned)((deadline - now) / 1000000u)) == 0) {
+            forward(api, req, s.leader_id, NULL, retry_left_ms(&retry) + 1) == 0) {
             return true;
         }
-        sleep_ms(RETRY_PAUSE_MS);
+        if (!retry_again(&retry, s.leader_id)) {
+            break;
+        }
     }
     reply_unavailable(req, TVMW_ENOLEADER);
     return true;
@@ -594,6 +659,16 @@ static void member_add(struct cp_api *api, struct tvmw_http_req *req)
         json_decref(o);
         return;
     }
+    for (unsigned i = 0; i < s.n_members; i++) {
+        char other[TVMW_ADDR_MAX] = "";
+        member_http_address(api, s.members[i].id, other, sizeof(other));
+        if (strcmp(s.members[i].raft_address, raft) == 0 || strcmp(other, http) == 0) {
+            tvmw_http_reply_error(req, 409, "conflict", "member %llu already uses that address",
+                                  (unsigned long long)s.members[i].id);
+            json_decref(o);
+            return;
+        }
+    }
     /* First replicate its HTTP address, so every node can forward to it
      * once it leads; then add it to the raft configuration. */
     uint8_t reqid[CP_REQID_SIZE];
@@ -623,9 +698,9 @@ static void member_add(struct cp_api *api, struct tvmw_http_req *req)
     if (rv != 0) {
         reply_change_error(req, rv, msg);
     } else {
-        json_t *out =
-            json_pack("{s:{s:I, s:s, s:s, s:s, s:b}}", "member", "id", (json_int_t)mid,
-                      "raft_address", raft, "http_address", http, "role", "standby", "voting", 0);
+        json_t *out = json_pack("{s:{s:I, s:s, s:s, s:s, s:b, s:b}}", "member", "id",
+                                (json_int_t)mid, "raft_address", raft, "http_address", http, "role",
+                                "standby", "voting", 0, "leader", 0);
         tvmw_http_reply_json(req, 200, out);
         json_decref(out);
     }
@@ -646,6 +721,12 @@ static void member_change(struct cp_api *api, struct tvmw_http_req *req, uint64_
             tvmw_http_reply_error(req, 404, "not_found", "no member %llu", (unsigned long long)mid);
             return;
         }
+    }
+    if (kind == CP_CHANGE_TRANSFER && mid == api->id) {
+        json_t *out = json_pack("{s:I}", "leader_id", (json_int_t)api->id); /* already */
+        tvmw_http_reply_json(req, 200, out);
+        json_decref(out);
+        return;
     }
     char msg[200] = "";
     uint64_t leader = 0;
@@ -694,15 +775,6 @@ static void transfer(struct cp_api *api, struct tvmw_http_req *req)
     uint64_t mid = id ? (uint64_t)json_integer_value(id) : 0;
     json_decref(o);
     member_change(api, req, mid, CP_CHANGE_TRANSFER);
-}
-
-static void method_not_allowed(struct tvmw_http_req *req, const char *allow)
-{
-    const char *hdrs[] = {"Allow", allow, NULL};
-    char body[160];
-    int n = snprintf(body, sizeof(body),
-                     "{\"error\":\"method_not_allowed\",\"message\":\"allowed: %s\"}", allow);
-    tvmw_http_reply(req, 405, "application/json", body, (size_t)n, hdrs);
 }
 
 static void cluster_route(struct cp_api *api, struct tvmw_http_req *req, const char *rest)
