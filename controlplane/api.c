@@ -23,6 +23,7 @@
 #include "common/httpc.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "controlplane/billing_http.h"
 
 #define RETRY_PAUSE_MS      100
 #define IDEMPOTENCY_KEY_MAX 64
@@ -34,6 +35,7 @@ struct cp_api {
     struct tvmw_http_server *http;
     struct tvmw_httpc *httpc;
     uint64_t id;
+    struct cp_billing_http billing;
 };
 
 static void sleep_ms(unsigned ms)
@@ -109,7 +111,8 @@ static int forward(struct cp_api *api, struct tvmw_http_req *req, uint64_t leade
     if (n < 0 || (size_t)n >= sizeof(url)) {
         return TVMW_ETOOBIG;
     }
-    const char *headers[6];
+    char origin[96], origin_sig[96];
+    const char *headers[8];
     unsigned nh = 0;
     const char *a = tvmw_http_header(req, "Authorization");
     const char *c = tvmw_http_header(req, "Content-Type");
@@ -127,6 +130,14 @@ static int forward(struct cp_api *api, struct tvmw_http_req *req, uint64_t leade
     }
     snprintf(hop, sizeof(hop), "X-Tvmw-Forwarded: %llu", (unsigned long long)api->id);
     headers[nh++] = hop;
+    /* The leader sees us as the peer: vouch for the caller's address (the
+     * Billing API restricts source networks), signed with the cluster secret. */
+    char sig[65];
+    bl_password_hash(api->conf->admin_token, req->remote, sig);
+    snprintf(origin, sizeof(origin), "X-Tvmw-Origin: %s", req->remote);
+    snprintf(origin_sig, sizeof(origin_sig), "X-Tvmw-Origin-Sig: %s", sig);
+    headers[nh++] = origin;
+    headers[nh++] = origin_sig;
     headers[nh] = NULL;
 
     struct tvmw_httpc_resp resp;
@@ -195,12 +206,25 @@ static bool forwarded_in(struct tvmw_http_req *req)
 
 static void reply_unavailable(struct tvmw_http_req *req, int rv)
 {
-    const char *why = rv == TVMW_EUNKNOWN
-                          ? "the outcome is not known yet; retry with the same Idempotency-Key"
-                      : rv == TVMW_ENOTLEADER || rv == TVMW_ENOLEADER
-                          ? "no leader known (election in progress or no quorum); nothing was "
-                            "done"
-                          : tvmw_strerror(rv);
+    bool nothing_done = rv == TVMW_ENOTLEADER || rv == TVMW_ENOLEADER;
+    const char *why =
+        rv == TVMW_EUNKNOWN ? "the outcome is not known yet; retry with the same Idempotency-Key"
+        : nothing_done      ? "no leader known (election in progress or no quorum); nothing was "
+                              "done"
+                            : tvmw_strerror(rv);
+    if (strcmp(req->route, "billing") == 0) {
+        /* Billing clients read errors from a 200 body, and the PHP client
+         * retries -1, which is therefore only used when nothing happened
+         * (spec 4.2). An unknown outcome is a 503 instead, which every
+         * client treats as a transport failure. */
+        char body[256];
+        int n = snprintf(body, sizeof(body), "{\"error\":%d,\"error_message\":\"%s\"}",
+                         nothing_done ? BL_EINTERNAL : -503, why);
+        static const char *const retry[] = {"Retry-After", "1", NULL};
+        tvmw_http_reply(req, nothing_done ? 200 : 503, "application/json; charset=utf-8", body,
+                        (size_t)n, nothing_done ? NULL : retry);
+        return;
+    }
     tvmw_http_reply_error(req, 503, "unavailable", "%s", why);
 }
 
@@ -232,11 +256,32 @@ static int request_id(struct tvmw_http_req *req, uint8_t out[CP_REQID_SIZE])
 /* Proposes `payload` as a command of `type`, forwarding to the leader when
  * this node is not, retrying while the outcome is known not to have
  * happened, and answers the request. */
-static void do_write(struct cp_api *api, struct tvmw_http_req *req, uint16_t type,
-                     const json_t *payload)
+/* Replaces "password" in a successful Billing API reply with the clear
+ * password only the proposing node knows (it never enters the log). */
+static void show_password(struct cp_result **res, const char *password)
+{
+    json_t *o = json_loadb((*res)->body, (*res)->len, 0, NULL);
+    if (o != NULL && json_integer_value(json_object_get(o, "error")) == 0 &&
+        json_object_get(o, "password") != NULL) {
+        json_object_set_new(o, "password", json_string(password));
+        struct cp_result *r = cp_result_json((*res)->status, o);
+        if (r != NULL) {
+            cp_result_free(*res);
+            *res = r;
+        }
+        return;
+    }
+    json_decref(o);
+}
+
+static void do_write_ex(struct cp_api *api, struct tvmw_http_req *req, uint16_t type,
+                        const json_t *payload, const uint8_t *given_reqid,
+                        const char *shown_password)
 {
     uint8_t reqid[CP_REQID_SIZE];
-    if (request_id(req, reqid) != 0) {
+    if (given_reqid != NULL) {
+        memcpy(reqid, given_reqid, CP_REQID_SIZE);
+    } else if (request_id(req, reqid) != 0) {
         tvmw_http_reply_error(req, 400, "bad_request",
                               "Idempotency-Key must be 1..64 printable characters");
         return;
@@ -278,7 +323,13 @@ static void do_write(struct cp_api *api, struct tvmw_http_req *req, uint16_t typ
             char hex[2 * CP_REQID_SIZE + 1];
             cp_reqid_hex(reqid, hex);
             const char *hdrs[] = {"X-Tvmw-Request-Id", hex, NULL};
-            tvmw_http_reply(req, res->status, "application/json", res->body, res->len, hdrs);
+            if (shown_password != NULL) {
+                show_password(&res, shown_password);
+            }
+            tvmw_http_reply(req, res->status,
+                            type == CP_CMD_BILLING ? "application/json; charset=utf-8"
+                                                   : "application/json",
+                            res->body, res->len, hdrs);
             cp_result_free(res);
             break;
         }
@@ -312,6 +363,12 @@ static void do_write(struct cp_api *api, struct tvmw_http_req *req, uint16_t typ
     } else {
         reply_unavailable(req, rv);
     }
+}
+
+static void do_write(struct cp_api *api, struct tvmw_http_req *req, uint16_t type,
+                     const json_t *payload)
+{
+    do_write_ex(api, req, type, payload, NULL, NULL);
 }
 
 /* Makes a linearizable read possible on this node: returns true when the
@@ -426,8 +483,8 @@ static const char *check_client_fields(json_t *o, bool create)
     for (int i = 0; i < 2; i++) {
         v = json_object_get(o, keys[i]);
         if (v != NULL &&
-            (!json_is_string(v) || json_string_length(v) < 16 || json_string_length(v) > 128)) {
-            return "api keys must be strings of 16..128 bytes";
+            (!json_is_string(v) || json_string_length(v) < 8 || json_string_length(v) > 128)) {
+            return "api keys must be strings of 8..128 bytes";
         }
     }
     return NULL;
@@ -890,6 +947,79 @@ static void metrics(struct cp_api *api, struct tvmw_http_req *req)
     tvmw_buf_close(&b);
 }
 
+/* ---- Billing API glue (billing_http.h) ------------------------------------ */
+
+static int local_client(struct cp_api *api, uint64_t id, json_t **out)
+{
+    struct cp_fsm *fsm = cp_node_fsm(api->node);
+    MDB_txn *txn;
+    int rv = cp_fsm_read_begin(fsm, &txn);
+    if (rv == 0) {
+        rv = cp_record_get(txn, cp_fsm_dbs(fsm)->clients, id, out);
+        mdb_txn_abort(txn);
+    }
+    return rv;
+}
+
+int cp_billing_client(struct cp_billing_http *bh, struct tvmw_http_req *req, uint64_t id,
+                      json_t **out)
+{
+    /* The local copy first: keys change rarely, and a barrier per billing
+     * call would double the cost of every read. A miss may only mean this
+     * node has not applied a new client yet: then ask the leader (a
+     * follower forwards the whole request; the leader reads after a
+     * barrier). */
+    struct cp_api *api = bh->api;
+    int rv = local_client(api, id, out);
+    if (rv != TVMW_ENOTFOUND || forwarded_in(req)) {
+        return rv;
+    }
+    uint64_t leader = 0;
+    if (cp_node_read_barrier(api->node, api->conf->http.request_timeout_ms, &leader) == 0) {
+        return local_client(api, id, out);
+    }
+    if (leader != 0 && forward(api, req, leader, NULL, api->conf->http.request_timeout_ms) == 0) {
+        return 1;
+    }
+    return TVMW_ENOTFOUND;
+}
+
+int cp_billing_request_id(struct tvmw_http_req *req, uint8_t out[CP_REQID_SIZE])
+{
+    return request_id(req, out);
+}
+
+void cp_billing_do_read(struct cp_billing_http *bh, struct tvmw_http_req *req, uint64_t client_id,
+                        const struct bl_method *m, json_t *params)
+{
+    struct cp_api *api = bh->api;
+    if (!read_ready(api, req)) {
+        return;
+    }
+    json_t *reply = NULL;
+    int rv = cp_billing_read(cp_node_fsm(api->node), client_id, m, params, &reply);
+    if (rv != 0) {
+        /* -1: nothing was changed, a retry is safe (spec 4.2). */
+        reply = json_pack("{s:i, s:s}", "error", BL_EINTERNAL, "error_message",
+                          "Internal error, retry");
+    }
+    char *text = json_dumps(reply, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    json_decref(reply);
+    if (text == NULL) {
+        tvmw_http_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    tvmw_http_reply(req, 200, "application/json; charset=utf-8", text, strlen(text), NULL);
+    free(text);
+}
+
+void cp_billing_do_write(struct cp_billing_http *bh, struct tvmw_http_req *req,
+                         const uint8_t reqid[CP_REQID_SIZE], json_t *payload,
+                         const char *shown_password)
+{
+    do_write_ex(bh->api, req, CP_CMD_BILLING, payload, reqid, shown_password);
+}
+
 /* ---- dispatch ---------------------------------------------------------------- */
 
 static void handle(void *ctx, struct tvmw_http_req *req)
@@ -904,6 +1034,13 @@ static void handle(void *ctx, struct tvmw_http_req *req)
     if (strcmp(p, "/metrics") == 0) {
         req->route = "metrics";
         metrics(api, req);
+        return;
+    }
+    while (p[0] == '/' && p[1] == '/') {
+        p++; /* "//billing/api/..." from clients that join base URL and path */
+    }
+    if (strncmp(p, "/billing/api/", 13) == 0) {
+        cp_billing_handle(&api->billing, req, p + 13);
         return;
     }
     if (strncmp(p, "/admin/v1/", 10) != 0) {
@@ -941,6 +1078,8 @@ int cp_api_start(const struct tvmw_config *conf, struct cp_node *node, const cha
     api->conf = conf;
     api->node = node;
     api->id = cp_node_id(node);
+    api->billing.api = api;
+    api->billing.secret = conf->admin_token;
     int rv = tvmw_httpc_new(FORWARD_RESP_MAX, &api->httpc);
     if (rv != 0) {
         free(api);

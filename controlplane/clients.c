@@ -17,7 +17,7 @@
 #include "controlplane/fsm.h"
 
 #define NAME_MAX_BYTES     200
-#define KEY_MIN_BYTES      16
+#define KEY_MIN_BYTES      8
 #define KEY_MAX_BYTES      128
 #define SETTINGS_MAX_BYTES (64 * 1024)
 
@@ -47,7 +47,7 @@ static const char *check_fields(json_t *p, int create)
         if ((v = json_object_get(p, keys[i])) != NULL || create) {
             if (!json_is_string(v) || json_string_length(v) < KEY_MIN_BYTES ||
                 json_string_length(v) > KEY_MAX_BYTES) {
-                return "api keys must be strings of 16..128 bytes";
+                return "api keys must be strings of 8..128 bytes";
             }
         }
     }

@@ -37,6 +37,7 @@ enum cp_cmd_type {
     CP_CMD_CLIENT_DELETE = 3,
     CP_CMD_MEMBER_PUT = 4,
     CP_CMD_MEMBER_DELETE = 5,
+    CP_CMD_BILLING = 6, /* a Billing API write: {client_id, method, params, source} */
     CP_CMD_TYPE_COUNT
 };
 

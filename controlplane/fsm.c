@@ -18,6 +18,7 @@
 #include "common/bytes.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "controlplane/billing.h"
 
 #define MAX_RECORD_BYTES    (4u << 20)
 #define SESSION_PRUNE_BATCH 64
@@ -34,7 +35,10 @@ struct cp_fsm {
 };
 
 /* Order of the databases in a snapshot. Adding one appends here. */
-static const char *const db_names[] = {"meta", "sessions", "sesslog", "members", "clients"};
+static const char *const db_names[] = {"meta",    "sessions",     "sesslog",  "members",
+                                       "clients", "customers",    "accounts", "devices",
+                                       "tariffs", "transactions", "messages", "channels",
+                                       "uniq",    "rel",          "audit"};
 #define N_DBS (sizeof(db_names) / sizeof(db_names[0]))
 _Static_assert(sizeof(struct cp_dbs) == N_DBS * sizeof(MDB_dbi), "db table out of date");
 
@@ -217,7 +221,7 @@ static int env_open(struct cp_fsm *f, size_t map_size_mb)
         return err_from_mdb(rc);
     }
     mdb_env_set_mapsize(f->env, map_size_mb << 20);
-    mdb_env_set_maxdbs(f->env, 16);
+    mdb_env_set_maxdbs(f->env, 32);
     /* NOSYNC: see the durability note in fsm.h. NOTLS: read txns of HTTP
      * threads are not tied to thread-local slots. */
     rc = mdb_env_open(f->env, f->dir, MDB_NOSYNC | MDB_NOTLS, 0600);
@@ -485,6 +489,8 @@ static int dispatch(struct cp_apply *a, json_t *payload, struct cp_result **res)
     case CP_CMD_MEMBER_PUT:
     case CP_CMD_MEMBER_DELETE:
         return members_apply(a, payload, res);
+    case CP_CMD_BILLING:
+        return cp_billing_apply(a, payload, res);
     default:
         *res = cp_result_error(400, "bad_request", "unknown command type %u", a->cmd->type);
         return 0;

@@ -37,6 +37,17 @@ struct cp_dbs {
     MDB_dbi sesslog;  /* be64 index -> time, request id (for pruning sessions) */
     MDB_dbi members;  /* be64 node id -> JSON {id, raft_address, http_address} */
     MDB_dbi clients;  /* be64 client id -> JSON client */
+    /* Billing model (billing.h); every record carries its client_id. */
+    MDB_dbi customers;
+    MDB_dbi accounts;
+    MDB_dbi devices;
+    MDB_dbi tariffs;
+    MDB_dbi transactions;
+    MDB_dbi messages;
+    MDB_dbi channels;
+    MDB_dbi uniq;  /* "<index>/<client>/<key>" -> be64 id (unique per client) */
+    MDB_dbi rel;   /* "<relation>/" be64 from be64 to -> JSON or empty */
+    MDB_dbi audit; /* be64 raft index -> JSON audit record of a Billing API write */
 };
 
 /* The answer to a command: an HTTP status and a JSON body. */
