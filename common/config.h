@@ -48,6 +48,11 @@ struct tvmw_config {
         size_t map_size_mb;
         unsigned dedup_window_s;
     } state;
+    struct {
+        unsigned check_interval_ms; /* built-in billing run; 0 = off */
+        unsigned period_unit_s;     /* length of tariff period 1 */
+        unsigned batch;             /* accounts per raft entry */
+    } billing;
     unsigned n_nodes;
     struct tvmw_node_conf nodes[TVMW_MAX_NODES];
     unsigned n_edges;

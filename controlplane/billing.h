@@ -66,6 +66,12 @@ const struct bl_method *bl_method_find(const char *path);
 /* Runs a write method inside apply: nested txn, audit record, reply. The
  * payload is {"client_id", "method", "params", "source"}. */
 int cp_billing_apply(struct cp_apply *a, json_t *payload, struct cp_result **res);
+/* Many write methods in one command (bulk import): each item runs like a
+ * CP_CMD_BILLING command of its own, in its own nested transaction; the
+ * result lists every item's reply in order. */
+int cp_billing_batch_apply(struct cp_apply *a, json_t *payload, struct cp_result **res);
+/* A batch of the built-in billing run (billing_run.c). */
+int cp_billing_run_apply(struct cp_apply *a, json_t *payload, struct cp_result **res);
 
 /* ---- replies ---------------------------------------------------------- */
 
@@ -150,7 +156,8 @@ int bl_rel_del_all(struct bl_ctx *c, const char *name, uint64_t from);
 int bl_obj_each(struct bl_ctx *c, enum bl_kind kind,
                 int (*fn)(struct bl_ctx *c, uint64_t id, json_t *obj, void *arg), void *arg);
 
-/* ---- selectors (spec 3.1): fill reply with the method's code when not found ---- */
+/* ---- selectors (spec 3.1): *id = 0 and *obj = NULL when not found; the
+ * caller answers with its method's code. ---- */
 
 /* Customer by customer_id, else ext_id. *id = 0 when not found. */
 int bl_select_customer(struct bl_ctx *c, json_t *params, uint64_t *id, json_t **obj);
@@ -193,8 +200,6 @@ int bl_tariff_delete(struct bl_ctx *c, json_t *params, json_t *reply);
 
 int bl_transaction_create(struct bl_ctx *c, json_t *params, json_t *reply);
 int bl_transaction_delete(struct bl_ctx *c, json_t *params, json_t *reply);
-
-#endif
 
 /* ---- shared between method groups --------------------------------------- */
 
@@ -263,3 +268,5 @@ void bl_password_hash(const char *salt, const char *password, char out[65]);
  *   created_ms.
  * channel: name, icon (URL), plus catalogue fields (admin API).
  */
+
+#endif

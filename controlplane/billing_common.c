@@ -15,6 +15,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include <openssl/sha.h>
+
 #include "common/bytes.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -159,6 +161,89 @@ static int audit_put(struct cp_apply *a, json_t *payload, const char *method, js
     return rv;
 }
 
+/* Runs one write method for a client in a nested transaction; fills
+ * reply. Returns 0 or a store error. */
+static int run_write(struct cp_apply *a, uint64_t client, const struct bl_method *m, json_t *params,
+                     json_t *reply)
+{
+    MDB_txn *child;
+    if (mdb_txn_begin(mdb_txn_env(a->txn), a->txn, 0, &child) != 0) {
+        return TVMW_ESTORE;
+    }
+    struct bl_ctx c = {.txn = child,
+                       .db = a->db,
+                       .client_id = client,
+                       .time_ms = a->cmd->time_ms,
+                       .index = a->index,
+                       .write = true};
+    int rv = m->fn(&c, params, reply);
+    if (rv != 0) {
+        mdb_txn_abort(child);
+        return rv;
+    }
+    if (json_integer_value(json_object_get(reply, "error")) != 0) {
+        mdb_txn_abort(child); /* a failed method leaves nothing behind */
+    } else if (mdb_txn_commit(child) != 0) {
+        return TVMW_ESTORE;
+    }
+    finish_reply(m, reply);
+    return 0;
+}
+
+static bool client_exists(struct cp_apply *a, json_int_t client, int *rv)
+{
+    json_t *cobj = NULL;
+    *rv = client > 0 ? cp_record_get(a->txn, a->db->clients, (uint64_t)client, &cobj)
+                     : TVMW_ENOTFOUND;
+    json_decref(cobj);
+    if (*rv == TVMW_ENOTFOUND) {
+        *rv = 0;
+        return false;
+    }
+    return *rv == 0;
+}
+
+int cp_billing_batch_apply(struct cp_apply *a, json_t *payload, struct cp_result **res)
+{
+    json_int_t client = json_integer_value(json_object_get(payload, "client_id"));
+    json_t *items = json_object_get(payload, "items");
+    int rv;
+    if (!json_is_array(items)) {
+        *res = cp_result_error(400, "bad_request", "\"items\" must be an array");
+        return 0;
+    }
+    if (!client_exists(a, client, &rv)) {
+        if (rv != 0) {
+            return rv;
+        }
+        *res = cp_result_error(404, "not_found", "client %lld does not exist", (long long)client);
+        return 0;
+    }
+    json_t *results = json_array();
+    size_t i, failed = 0;
+    json_t *it;
+    json_array_foreach(items, i, it)
+    {
+        const char *method = json_string_value(json_object_get(it, "method"));
+        json_t *params = json_object_get(it, "params");
+        const struct bl_method *m = method ? bl_method_find(method) : NULL;
+        json_t *reply = json_object();
+        if (m == NULL || !m->write || !json_is_object(params)) {
+            bl_fail(reply, BL_EARGUMENT, "item needs a write \"method\" and \"params\"");
+        } else if ((rv = run_write(a, (uint64_t)client, m, params, reply)) != 0) {
+            json_decref(reply);
+            json_decref(results);
+            return rv;
+        }
+        failed += json_integer_value(json_object_get(reply, "error")) != 0;
+        json_array_append_new(results, reply);
+    }
+    *res = cp_result_json(200, json_pack("{s:o, s:I, s:I}", "results", results, "ok",
+                                         (json_int_t)(json_array_size(items) - failed), "failed",
+                                         (json_int_t)failed));
+    return *res ? 0 : -ENOMEM;
+}
+
 int cp_billing_apply(struct cp_apply *a, json_t *payload, struct cp_result **res)
 {
     json_t *params = json_object_get(payload, "params");
@@ -166,51 +251,21 @@ int cp_billing_apply(struct cp_apply *a, json_t *payload, struct cp_result **res
     json_int_t client = json_integer_value(json_object_get(payload, "client_id"));
     const struct bl_method *m = method ? bl_method_find(method) : NULL;
     json_t *reply = json_object();
-    MDB_txn *child = NULL;
-    json_t *cobj = NULL;
-    int rv;
+    int rv = 0;
 
-    if (m == NULL || !m->write || !json_is_object(params) || client <= 0) {
+    if (m == NULL || !m->write || !json_is_object(params)) {
         bl_fail(reply, BL_EARGUMENT, "malformed billing command");
-        goto done;
-    }
-    rv = cp_record_get(a->txn, a->db->clients, (uint64_t)client, &cobj);
-    json_decref(cobj);
-    if (rv == TVMW_ENOTFOUND) {
+    } else if (!client_exists(a, client, &rv)) {
+        if (rv != 0) {
+            json_decref(reply);
+            return rv;
+        }
+        /* Deleted since the proposer checked the signature. */
         bl_fail(reply, BL_EARGUMENT, "Invalid signature: unknown client_id");
-        goto done;
-    }
-    if (rv != 0) {
-        json_decref(reply);
-        return rv;
-    }
-    if ((rv = mdb_txn_begin(mdb_txn_env(a->txn), a->txn, 0, &child)) != 0) {
-        json_decref(reply);
-        return TVMW_ESTORE;
-    }
-    struct bl_ctx c = {.txn = child,
-                       .db = a->db,
-                       .client_id = (uint64_t)client,
-                       .time_ms = a->cmd->time_ms,
-                       .index = a->index,
-                       .write = true};
-    rv = m->fn(&c, params, reply);
-    if (rv != 0) {
-        mdb_txn_abort(child);
-        json_decref(reply);
-        return rv;
-    }
-    if (json_integer_value(json_object_get(reply, "error")) != 0) {
-        mdb_txn_abort(child); /* a failed method leaves nothing behind */
-    } else if (mdb_txn_commit(child) != 0) {
-        json_decref(reply);
-        return TVMW_ESTORE;
-    }
-done:
-    if (m != NULL) {
         finish_reply(m, reply);
-    } else if (json_object_get(reply, "error") == NULL) {
-        bl_fail(reply, BL_EARGUMENT, "malformed billing command");
+    } else if ((rv = run_write(a, (uint64_t)client, m, params, reply)) != 0) {
+        json_decref(reply);
+        return rv;
     }
     rv = audit_put(a, payload, method ? method : "?", json_is_object(params) ? params : reply,
                    json_integer_value(json_object_get(reply, "error")));
@@ -580,6 +635,15 @@ int bl_obj_each(struct bl_ctx *c, enum bl_kind kind,
 static int uniq_key(struct bl_ctx *c, const char *name, const char *key, char *out, MDB_val *k)
 {
     int n = snprintf(out, KEY_MAX + 1, "%s/%" PRIu64 "/%s", name, c->client_id, key);
+    if (n > KEY_MAX) {
+        /* Longer than LMDB allows: index by a digest of the key instead. */
+        unsigned char md[SHA256_DIGEST_LENGTH];
+        SHA256((const unsigned char *)key, strlen(key), md);
+        n = snprintf(out, KEY_MAX + 1, "%s/%" PRIu64 "/#", name, c->client_id);
+        for (int i = 0; i < SHA256_DIGEST_LENGTH && n > 0; i++) {
+            n += snprintf(out + n, (size_t)(KEY_MAX + 1 - n), "%02x", md[i]);
+        }
+    }
     if (n < 0 || n > KEY_MAX) {
         return TVMW_ETOOBIG;
     }

@@ -224,9 +224,11 @@ void bl_password_hash(const char *salt, const char *password, char out[65])
  * generated password (account/create without one) is derived from the
  * request id with the cluster secret, so a retried request gets the same
  * one. Returns the clear password (malloc'd) when the reply must show it. */
-static char *protect_password(const struct cp_billing_http *bh, const char *method, json_t *params,
-                              const uint8_t *reqid)
+char *cp_billing_protect_password(const struct cp_billing_http *bh, const char *method,
+                                  json_t *params, const uint8_t *reqid)
 {
+    json_object_del(params, "password_hash"); /* never taken from the caller */
+    json_object_del(params, "password_salt");
     const char *pw = bl_param(params, "password");
     char gen[PASSWORD_DIGITS + 1], salt[33], hash[65];
     unsigned char md[32];
@@ -352,6 +354,9 @@ void cp_billing_handle(struct cp_billing_http *bh, struct tvmw_http_req *req, co
     }
     json_object_del(params, "signature");
     json_object_del(params, "client_id");
+    /* Only this node may produce these (from a clear password). */
+    json_object_del(params, "password_hash");
+    json_object_del(params, "password_salt");
     if (!m->write) {
         cp_billing_do_read(bh, req, (uint64_t)client_id, m, params);
         goto out;
@@ -363,7 +368,7 @@ void cp_billing_handle(struct cp_billing_http *bh, struct tvmw_http_req *req, co
     }
     char *shown = NULL;
     if (strcmp(method, "account/create") == 0 || strcmp(method, "account/modify") == 0) {
-        shown = protect_password(bh, method, params, reqid);
+        shown = cp_billing_protect_password(bh, method, params, reqid);
     }
     json_t *payload = json_pack("{s:I, s:s, s:O, s:s}", "client_id", (json_int_t)client_id,
                                 "method", method, "params", params, "source", source);

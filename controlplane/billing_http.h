@@ -24,6 +24,12 @@ struct cp_billing_http {
 /* path: what follows "/billing/api/". Answers the request. */
 void cp_billing_handle(struct cp_billing_http *bh, struct tvmw_http_req *req, const char *path);
 
+/* Replaces a clear "password" in params with password_hash/password_salt
+ * (generating one for account/create when absent, derived from reqid so a
+ * retry gets the same); returns the clear password to show, or NULL. */
+char *cp_billing_protect_password(const struct cp_billing_http *bh, const char *method,
+                                  json_t *params, const uint8_t *reqid);
+
 /* Implemented in api.c. */
 /* The client (tenant) record: 0, TVMW_ENOTFOUND, or 1 when the request was
  * answered by forwarding it to the leader. */

@@ -37,7 +37,10 @@ enum cp_cmd_type {
     CP_CMD_CLIENT_DELETE = 3,
     CP_CMD_MEMBER_PUT = 4,
     CP_CMD_MEMBER_DELETE = 5,
-    CP_CMD_BILLING = 6, /* a Billing API write: {client_id, method, params, source} */
+    CP_CMD_BILLING = 6,       /* a Billing API write: {client_id, method, params, source} */
+    CP_CMD_CATALOG = 7,       /* catalogue put/delete/link: {client_id, kind, op, id, fields|ids} */
+    CP_CMD_BILLING_RUN = 8,   /* built-in billing batch: {run_ms, unit_ms, after, limit} */
+    CP_CMD_BILLING_BATCH = 9, /* bulk import: {client_id, source, items: [{method, params}]} */
     CP_CMD_TYPE_COUNT
 };
 

@@ -19,6 +19,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "controlplane/billing.h"
+#include "controlplane/catalog.h"
 
 #define MAX_RECORD_BYTES    (4u << 20)
 #define SESSION_PRUNE_BATCH 64
@@ -35,10 +36,10 @@ struct cp_fsm {
 };
 
 /* Order of the databases in a snapshot. Adding one appends here. */
-static const char *const db_names[] = {"meta",    "sessions",     "sesslog",  "members",
-                                       "clients", "customers",    "accounts", "devices",
-                                       "tariffs", "transactions", "messages", "channels",
-                                       "uniq",    "rel",          "audit"};
+static const char *const db_names[] = {
+    "meta",     "sessions", "sesslog", "members",      "clients",     "customers",
+    "accounts", "devices",  "tariffs", "transactions", "messages",    "channels",
+    "uniq",     "rel",      "audit",   "categories",   "datacenters", "services"};
 #define N_DBS (sizeof(db_names) / sizeof(db_names[0]))
 _Static_assert(sizeof(struct cp_dbs) == N_DBS * sizeof(MDB_dbi), "db table out of date");
 
@@ -76,7 +77,8 @@ struct cp_result *cp_result_new(unsigned status, const char *body, size_t len)
 
 struct cp_result *cp_result_json(unsigned status, json_t *obj)
 {
-    char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    /* 15 digits: money like 9.93 prints as 9.93, not 9.9299999999999997. */
+    char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
     json_decref(obj);
     if (text == NULL) {
         return NULL;
@@ -491,6 +493,12 @@ static int dispatch(struct cp_apply *a, json_t *payload, struct cp_result **res)
         return members_apply(a, payload, res);
     case CP_CMD_BILLING:
         return cp_billing_apply(a, payload, res);
+    case CP_CMD_CATALOG:
+        return cp_catalog_apply(a, payload, res);
+    case CP_CMD_BILLING_BATCH:
+        return cp_billing_batch_apply(a, payload, res);
+    case CP_CMD_BILLING_RUN:
+        return cp_billing_run_apply(a, payload, res);
     default:
         *res = cp_result_error(400, "bad_request", "unknown command type %u", a->cmd->type);
         return 0;

@@ -48,6 +48,10 @@ struct cp_dbs {
     MDB_dbi uniq;  /* "<index>/<client>/<key>" -> be64 id (unique per client) */
     MDB_dbi rel;   /* "<relation>/" be64 from be64 to -> JSON or empty */
     MDB_dbi audit; /* be64 raft index -> JSON audit record of a Billing API write */
+    /* Catalogue (catalog.c). */
+    MDB_dbi categories;
+    MDB_dbi datacenters;
+    MDB_dbi services; /* streaming services */
 };
 
 /* The answer to a command: an HTTP status and a JSON body. */

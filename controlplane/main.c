@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "controlplane/api.h"
 #include "controlplane/node.h"
+#include "controlplane/scheduler.h"
 
 static void usage(FILE *f)
 {
@@ -160,7 +161,12 @@ int main(int argc, char **argv)
         cp_node_free(node);
         return 1;
     }
+    struct cp_scheduler *sched = NULL;
+    if (cp_scheduler_start(&conf, node, &sched) != 0) {
+        TVMW_LOG_WARN("main", "periodic jobs could not start");
+    }
     cp_node_run(node); /* until SIGINT/SIGTERM */
+    cp_scheduler_stop(sched);
     cp_api_stop(api);
     cp_node_free(node);
     TVMW_LOG_INFO("main", "stopped");

@@ -9,6 +9,8 @@
  * A CLI does one thing at a time, so libcurl's easy interface is enough. The token is only
  * ever put in the Authorization header; it is never printed.
  */
+#include "controlplane/ctl/tvmwctl.h"
+
 #include <assert.h>
 #include <errno.h>
 #include <getopt.h>
@@ -28,12 +30,12 @@
 #define MAX_RETRIES        5
 #define FIRST_BACKOFF_MS   200
 #define MAX_RESPONSE_BYTES (64u << 20)
-#define MAX_URL_LEN        2048
-#define MAX_TOKEN_LEN      4096
 #define MAX_NAME_LEN       200 /* docs/admin-api.md: name is 1-200 bytes */
 #define IDEM_KEY_BYTES     16  /* 32 hex chars */
-#define TABLE_MAX_COLS     8
-#define EXIT_USAGE         2
+#define TABLE_MAX_COLS     16
+#define AUDIT_PAGE_MAX     1000 /* docs/admin-api.md: limit <= 1000 */
+#define AUDIT_POLL_MS      1000
+#define MAX_SET_IDS        100000
 
 #define USAGE_LINE "usage: tvmwctl [--server URL] [--token T] [--json] [--timeout S] COMMAND ...\n"
 
@@ -44,23 +46,22 @@ enum {
     OPT_API_KEY = 1u << 2,
     OPT_BILLING_KEY = 1u << 3,
     OPT_STALE = 1u << 4,
+    OPT_CLIENT = 1u << 5,
+    OPT_JSON_BODY = 1u << 6,
+    OPT_FIELD = 1u << 7,
+    OPT_SET = 1u << 8,
+    OPT_AFTER = 1u << 9,
+    OPT_LIMIT = 1u << 10,
+    OPT_FOLLOW = 1u << 11,
+    OPT_ACCOUNTS = 1u << 12,
+    OPT_CHANNELS = 1u << 13,
+    OPT_SEED = 1u << 14,
+    OPT_OUT = 1u << 15,
+    OPT_BATCH = 1u << 16,
 };
 
-enum { LOPT_SERVER = 256, LOPT_TOKEN, LOPT_TOKEN_FILE, LOPT_JSON, LOPT_TIMEOUT };
-
-struct ctx {
-    char server[MAX_URL_LEN];
-    char token[MAX_TOKEN_LEN + 1];
-    bool json;
-    long timeout_s;
-    CURL *curl;
-    unsigned given; /* OPT_* seen on the command line */
-    bool stale;
-    const char *name;
-    const char *settings;
-    const char *api_key;
-    const char *billing_key;
-};
+/* Global options: getopt codes above every OPT_* bit. */
+enum { LOPT_SERVER = 1 << 24, LOPT_TOKEN, LOPT_TOKEN_FILE, LOPT_JSON, LOPT_TIMEOUT };
 
 struct buf {
     char *data;
@@ -89,16 +90,39 @@ static const char help_text[] = USAGE_LINE
     "  client get ID [--stale]\n"
     "  client modify ID [--name NAME] [--settings JSON] [--api-key K] [--billing-api-key K]\n"
     "  client delete ID\n"
+    "\n"
+    "  catalog list KIND --client CID [--stale]\n"
+    "  catalog get KIND ID --client CID [--stale]\n"
+    "  catalog create KIND --client CID [--json-body JSON] [--field K=V ...]\n"
+    "  catalog modify KIND ID --client CID [--json-body JSON] [--field K=V ...]\n"
+    "  catalog delete KIND ID --client CID\n"
+    "                 KIND: channels, categories, datacenters, streaming-services\n"
+    "  tariff list --client CID [--stale]\n"
+    "  tariff get ID --client CID [--stale]\n"
+    "  tariff create --client CID [--json-body JSON] [--field K=V ...]\n"
+    "  tariff modify ID --client CID [--json-body JSON] [--field K=V ...]\n"
+    "  tariff delete ID --client CID\n"
+    "  tariff channels CID TARIFF_ID [--set 1,2,3]   show or replace (--set \"\" empties)\n"
+    "  tariff services CID TARIFF_ID [--set 1,2,3]   the same for streaming services\n"
+    "  audit [--client CID] [--after INDEX] [--limit N] [--follow]\n"
+    "                 records after INDEX (default 0), all or N of them; --follow keeps\n"
+    "                 polling every second; --json prints one record per line\n"
+    "\n"
+    "  sample-data [--accounts N] [--channels N] [--seed S] [--out FILE]\n"
+    "                 a deterministic demo bundle (default 50 accounts, 200 channels)\n"
+    "  import --client CID [--batch N] FILE   push a bundle (FILE \"-\": stdin), idempotent\n"
+    "\n"
+    "  --field K=V sends V as a string for text fields (name, icon, ...) and as JSON when it\n"
+    "  parses as a number, true/false, null, an object or an array; K:=JSON forces JSON.\n"
     "  help\n";
 
-static int usage_error(const char *msg)
+int ctl_usage_error(const char *msg)
 {
     fprintf(stderr, "tvmwctl: %s\n" USAGE_LINE "(see 'tvmwctl help')\n", msg);
-    return EXIT_USAGE;
+    return CTL_EXIT_USAGE;
 }
 
-/* Writes s, replacing control bytes so that names from the server cannot drive the terminal. */
-static void fput_clean(FILE *f, const char *s)
+void ctl_fput_clean(FILE *f, const char *s)
 {
     for (; *s != '\0'; s++) {
         unsigned char ch = (unsigned char)*s;
@@ -166,8 +190,8 @@ static const struct field status_fields[] = {
 #define NFIELDS(a) (sizeof(a) / sizeof((a)[0]))
 
 /*
- * Renders obj[key] as text: the string itself, or buf. "*_at" keys hold unix seconds and show
- * as UTC. Objects and arrays (settings) are cut to buf's size; --json shows them whole.
+ * Renders obj[key] as text: the string itself, or buf. "*_at" keys hold unix seconds and
+ * "*_ms" keys milliseconds; both show as UTC. Objects and arrays (settings) are cut to buf's size; --json shows them whole.
  */
 static const char *render(const json_t *obj, const char *key, char *buf, size_t n)
 {
@@ -181,6 +205,17 @@ static const char *render(const json_t *obj, const char *key, char *buf, size_t 
         if (gmtime_r(&t, &tm) != NULL && strftime(buf, n, "%Y-%m-%d %H:%M:%SZ", &tm) != 0) {
             return buf;
         }
+    }
+    if (json_is_integer(v) && json_integer_value(v) >= 0 && klen > 3 &&
+        strcmp(key + klen - 3, "_ms") == 0) {
+        t = (time_t)(json_integer_value(v) / 1000);
+        if (gmtime_r(&t, &tm) != NULL && strftime(buf, n, "%Y-%m-%d %H:%M:%SZ", &tm) != 0) {
+            return buf;
+        }
+    }
+    if (json_is_real(v)) {
+        snprintf(buf, n, "%.2f", json_real_value(v)); /* money: price, balance */
+        return buf;
     }
     if (json_is_string(v)) {
         return json_string_value(v);
@@ -206,7 +241,7 @@ static const char *render(const json_t *obj, const char *key, char *buf, size_t 
 static void print_kv(const char *label, const char *value)
 {
     printf("%-16s ", label);
-    fput_clean(stdout, value);
+    ctl_fput_clean(stdout, value);
     putchar('\n');
 }
 
@@ -247,7 +282,7 @@ static void print_table(const json_t *rows, const struct field *f, size_t nf)
                 continue;
             }
             cell = row == NULL ? f[c].header : render(row, f[c].key, buf, sizeof(buf));
-            fput_clean(stdout, cell);
+            ctl_fput_clean(stdout, cell);
             if (c < last) {
                 printf("%*s", (int)(width[c] - display_width(cell) + 2), "");
             }
@@ -317,11 +352,11 @@ static int make_idempotency_key(char out[2 * IDEM_KEY_BYTES + 1])
 }
 
 /* One attempt. Returns the curl result; *status is set when it is CURLE_OK. */
-static CURLcode perform_once(struct ctx *c, const char *method, const char *url,
+static CURLcode perform_once(struct ctl_ctx *c, const char *method, const char *url,
                              const char *payload, const char *idem_key, struct buf *resp,
                              long *status, char *errbuf)
 {
-    char auth[MAX_TOKEN_LEN + 64];
+    char auth[CTL_MAX_TOKEN_LEN + 64];
     char idem[2 * IDEM_KEY_BYTES + 32];
     const char *headers[] = {
         auth, idem_key != NULL ? idem : NULL, "Accept: application/json",
@@ -395,23 +430,16 @@ static void sleep_ms(long ms)
     }
 }
 
-/*
- * Sends method path with body (borrowed, may be NULL), retrying on 503 and lost connections.
- * Returns 0 with *out set to the 2xx answer's object (caller decrefs); otherwise prints
- * the error and returns -1.
- */
-static int call(struct ctx *c, const char *method, const char *path, const json_t *body,
-                json_t **out)
+int ctl_request(struct ctl_ctx *c, const char *method, const char *path, const json_t *body,
+                long *status, json_t **out)
 {
-    char url[MAX_URL_LEN + 256];
+    char url[CTL_MAX_URL_LEN + 256];
     char key[2 * IDEM_KEY_BYTES + 1];
     char errbuf[CURL_ERROR_SIZE];
     bool is_write = strcmp(method, "GET") != 0;
     struct buf resp = {0};
     char *payload = NULL;
-    json_t *answer = NULL;
     json_error_t jerr;
-    long status = 0;
     CURLcode rc;
     int rv = -1, n;
 
@@ -430,8 +458,8 @@ static int call(struct ctx *c, const char *method, const char *path, const json_
     }
     for (int attempt = 0;; attempt++) {
         resp.len = 0;
-        rc = perform_once(c, method, url, payload, is_write ? key : NULL, &resp, &status, errbuf);
-        bool again = rc == CURLE_OK ? status == 503 : is_retryable(rc);
+        rc = perform_once(c, method, url, payload, is_write ? key : NULL, &resp, status, errbuf);
+        bool again = rc == CURLE_OK ? *status == 503 : is_retryable(rc);
         if (!again || attempt == MAX_RETRIES) {
             break;
         }
@@ -446,32 +474,47 @@ static int call(struct ctx *c, const char *method, const char *path, const json_
                 errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc));
         goto out_free_resp;
     }
-    if (resp.len > 0) {
-        answer = json_loadb(resp.data, resp.len, JSON_REJECT_DUPLICATES, &jerr);
-    }
-    if (status < 200 || status > 299) {
-        const char *err = json_string_value(json_object_get(answer, "error"));
-        const char *msg = json_string_value(json_object_get(answer, "message"));
-        fprintf(stderr, "tvmwctl: %ld %s: ", status, err != NULL ? err : "http_error");
-        fput_clean(stderr, msg != NULL ? msg : "(no error body)");
-        fputc('\n', stderr);
-        goto out_free_answer;
-    }
-    if (!json_is_object(answer)) {
-        fprintf(stderr, "tvmwctl: %ld answer from server is not a JSON object\n", status);
-        goto out_free_answer;
-    }
-    *out = answer;
-    answer = NULL;
+    *out = resp.len > 0 ? json_loadb(resp.data, resp.len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
     rv = 0;
 
-out_free_answer:
-    json_decref(answer);
 out_free_resp:
     free(resp.data);
 out_free_payload:
     free(payload);
     return rv;
+}
+
+void ctl_print_http_error(long status, const json_t *answer)
+{
+    const char *err = json_string_value(json_object_get(answer, "error"));
+    const char *msg = json_string_value(json_object_get(answer, "message"));
+
+    fprintf(stderr, "tvmwctl: %ld %s: ", status, err != NULL ? err : "http_error");
+    ctl_fput_clean(stderr, msg != NULL ? msg : "(no error body)");
+    fputc('\n', stderr);
+}
+
+int ctl_call(struct ctl_ctx *c, const char *method, const char *path, const json_t *body,
+             json_t **out)
+{
+    json_t *answer = NULL;
+    long status = 0;
+
+    if (ctl_request(c, method, path, body, &status, &answer) != 0) {
+        return -1;
+    }
+    if (status < 200 || status > 299) {
+        ctl_print_http_error(status, answer);
+        json_decref(answer);
+        return -1;
+    }
+    if (!json_is_object(answer)) {
+        fprintf(stderr, "tvmwctl: %ld answer from server is not a JSON object\n", status);
+        json_decref(answer);
+        return -1;
+    }
+    *out = answer;
+    return 0;
 }
 
 /* ---- argument checks ------------------------------------------------------------------------ */
@@ -499,12 +542,12 @@ static int set_string(json_t *obj, const char *key, const char *value)
 }
 
 /* The body of client create/modify from --name, --settings, --api-key, --billing-api-key. */
-static int build_client_body(const struct ctx *c, json_t **out)
+static int build_client_body(const struct ctl_ctx *c, json_t **out)
 {
     json_t *obj = json_object();
     json_error_t jerr;
     char msg[256];
-    int rv = EXIT_USAGE;
+    int rv = CTL_EXIT_USAGE;
 
     if (obj == NULL) {
         return 1;
@@ -512,11 +555,11 @@ static int build_client_body(const struct ctx *c, json_t **out)
     if (c->name != NULL) {
         size_t len = strlen(c->name);
         if (len == 0 || len > MAX_NAME_LEN) {
-            usage_error("--name must be 1 to 200 bytes");
+            ctl_usage_error("--name must be 1 to 200 bytes");
             goto err_free_obj;
         }
         if (set_string(obj, "name", c->name) != 0) {
-            usage_error("--name must be valid UTF-8");
+            ctl_usage_error("--name must be valid UTF-8");
             goto err_free_obj;
         }
     }
@@ -526,14 +569,14 @@ static int build_client_body(const struct ctx *c, json_t **out)
             snprintf(msg, sizeof(msg), "--settings must be a JSON object%s%s",
                      s == NULL ? ": " : "", s == NULL ? jerr.text : "");
             json_decref(s);
-            usage_error(msg);
+            ctl_usage_error(msg);
             goto err_free_obj;
         }
         json_object_set_new(obj, "settings", s);
     }
     if ((c->api_key != NULL && set_string(obj, "api_key", c->api_key) != 0) ||
         (c->billing_key != NULL && set_string(obj, "billing_api_key", c->billing_key) != 0)) {
-        usage_error("API keys must be valid UTF-8");
+        ctl_usage_error("API keys must be valid UTF-8");
         goto err_free_obj;
     }
     *out = obj;
@@ -610,7 +653,7 @@ static void show_deleted(const json_t *v)
 }
 
 /* Sends the request, then shows the answer, as JSON with --json. Takes ownership of body. */
-static int send_and_show(struct ctx *c, const char *method, const char *path, json_t *body,
+static int send_and_show(struct ctl_ctx *c, const char *method, const char *path, json_t *body,
                          void (*show)(const json_t *v))
 {
     json_t *v;
@@ -618,9 +661,9 @@ static int send_and_show(struct ctx *c, const char *method, const char *path, js
 
     if (c->token[0] == '\0') {
         json_decref(body);
-        return usage_error("no admin token: use --token-file FILE, TVMW_TOKEN or --token");
+        return ctl_usage_error("no admin token: use --token-file FILE, TVMW_TOKEN or --token");
     }
-    rv = call(c, method, path, body, &v);
+    rv = ctl_call(c, method, path, body, &v);
     json_decref(body);
     if (rv != 0) {
         return 1;
@@ -641,46 +684,46 @@ static int id_path(char *path, size_t n, const char *prefix, const char *id_arg,
     int len;
 
     if (parse_id(id_arg, &id) != 0) {
-        return usage_error("ID must be a positive integer");
+        return ctl_usage_error("ID must be a positive integer");
     }
     len = snprintf(path, n, "%s%" JSON_INTEGER_FORMAT "%s", prefix, id, suffix);
     if (len < 0 || (size_t)len >= n) {
-        return usage_error("ID too long"); /* cannot happen with the buffers below */
+        return ctl_usage_error("ID too long"); /* cannot happen with the buffers below */
     }
     return 0;
 }
 
-static int cmd_cluster_status(struct ctx *c, char **args)
+static int cmd_cluster_status(struct ctl_ctx *c, char **args)
 {
     (void)args;
     return send_and_show(c, "GET", "/admin/v1/cluster", NULL, show_status);
 }
 
-static int cmd_cluster_members(struct ctx *c, char **args)
+static int cmd_cluster_members(struct ctl_ctx *c, char **args)
 {
     (void)args;
     return send_and_show(c, "GET", "/admin/v1/cluster", NULL, show_members);
 }
 
-static int cmd_cluster_add(struct ctx *c, char **args)
+static int cmd_cluster_add(struct ctl_ctx *c, char **args)
 {
     json_int_t id;
     json_t *body;
 
     if (parse_id(args[0], &id) != 0) {
-        return usage_error("ID must be a positive integer");
+        return ctl_usage_error("ID must be a positive integer");
     }
     if (args[1][0] == '\0' || args[2][0] == '\0') {
-        return usage_error("RAFT_ADDR and HTTP_ADDR must not be empty");
+        return ctl_usage_error("RAFT_ADDR and HTTP_ADDR must not be empty");
     }
     body = json_pack("{s:I,s:s,s:s}", "id", id, "raft_address", args[1], "http_address", args[2]);
     if (body == NULL) {
-        return usage_error("addresses must be valid UTF-8");
+        return ctl_usage_error("addresses must be valid UTF-8");
     }
     return send_and_show(c, "POST", "/admin/v1/cluster/members", body, show_member);
 }
 
-static int cmd_cluster_promote(struct ctx *c, char **args)
+static int cmd_cluster_promote(struct ctl_ctx *c, char **args)
 {
     char path[128];
     int rv = id_path(path, sizeof(path), "/admin/v1/cluster/members/", args[0], "/promote");
@@ -688,7 +731,7 @@ static int cmd_cluster_promote(struct ctx *c, char **args)
     return rv != 0 ? rv : send_and_show(c, "POST", path, NULL, show_member);
 }
 
-static int cmd_cluster_remove(struct ctx *c, char **args)
+static int cmd_cluster_remove(struct ctl_ctx *c, char **args)
 {
     char path[128];
     int rv = id_path(path, sizeof(path), "/admin/v1/cluster/members/", args[0], "");
@@ -696,13 +739,13 @@ static int cmd_cluster_remove(struct ctx *c, char **args)
     return rv != 0 ? rv : send_and_show(c, "DELETE", path, NULL, show_removed);
 }
 
-static int cmd_cluster_transfer(struct ctx *c, char **args)
+static int cmd_cluster_transfer(struct ctl_ctx *c, char **args)
 {
     json_int_t id = 0;
     json_t *body;
 
     if (args[0] != NULL && parse_id(args[0], &id) != 0) {
-        return usage_error("ID must be a positive integer");
+        return ctl_usage_error("ID must be a positive integer");
     }
     body = args[0] != NULL ? json_pack("{s:I}", "id", id) : json_object();
     if (body == NULL) {
@@ -712,27 +755,27 @@ static int cmd_cluster_transfer(struct ctx *c, char **args)
     return send_and_show(c, "POST", "/admin/v1/cluster/transfer", body, show_transfer);
 }
 
-static int cmd_client_create(struct ctx *c, char **args)
+static int cmd_client_create(struct ctl_ctx *c, char **args)
 {
     json_t *body;
     int rv;
 
     (void)args;
     if (c->name == NULL) {
-        return usage_error("client create needs --name NAME");
+        return ctl_usage_error("client create needs --name NAME");
     }
     rv = build_client_body(c, &body);
     return rv != 0 ? rv : send_and_show(c, "POST", "/admin/v1/clients", body, show_client);
 }
 
-static int cmd_client_list(struct ctx *c, char **args)
+static int cmd_client_list(struct ctl_ctx *c, char **args)
 {
     (void)args;
     return send_and_show(c, "GET", c->stale ? "/admin/v1/clients?stale=1" : "/admin/v1/clients",
                          NULL, show_clients);
 }
 
-static int cmd_client_get(struct ctx *c, char **args)
+static int cmd_client_get(struct ctl_ctx *c, char **args)
 {
     char path[128];
     int rv = id_path(path, sizeof(path), "/admin/v1/clients/", args[0], c->stale ? "?stale=1" : "");
@@ -740,14 +783,14 @@ static int cmd_client_get(struct ctx *c, char **args)
     return rv != 0 ? rv : send_and_show(c, "GET", path, NULL, show_client);
 }
 
-static int cmd_client_modify(struct ctx *c, char **args)
+static int cmd_client_modify(struct ctl_ctx *c, char **args)
 {
     char path[128];
     json_t *body;
     int rv;
 
     if (c->given == 0) {
-        return usage_error(
+        return ctl_usage_error(
             "client modify needs --name, --settings, --api-key or --billing-api-key");
     }
     rv = id_path(path, sizeof(path), "/admin/v1/clients/", args[0], "");
@@ -757,7 +800,7 @@ static int cmd_client_modify(struct ctx *c, char **args)
     return rv != 0 ? rv : send_and_show(c, "PATCH", path, body, show_client);
 }
 
-static int cmd_client_delete(struct ctx *c, char **args)
+static int cmd_client_delete(struct ctl_ctx *c, char **args)
 {
     char path[128];
     int rv = id_path(path, sizeof(path), "/admin/v1/clients/", args[0], "");
@@ -771,7 +814,7 @@ struct command {
     unsigned allowed; /* OPT_* */
     int min_args;
     int max_args;
-    int (*run)(struct ctx *c, char **args);
+    int (*run)(struct ctl_ctx *c, char **args);
 };
 
 static const struct command commands[] = {
@@ -792,27 +835,27 @@ static const struct command commands[] = {
 
 /* ---- main ----------------------------------------------------------------------------------- */
 
-static int set_token(struct ctx *c, const char *t)
+static int set_token(struct ctl_ctx *c, const char *t)
 {
     size_t len = strlen(t);
 
     while (len > 0 && (t[len - 1] == '\n' || t[len - 1] == '\r' || t[len - 1] == ' ')) {
         len--;
     }
-    if (len == 0 || len > MAX_TOKEN_LEN) {
-        return usage_error("the token is empty or too long");
+    if (len == 0 || len > CTL_MAX_TOKEN_LEN) {
+        return ctl_usage_error("the token is empty or too long");
     }
     memcpy(c->token, t, len);
     c->token[len] = '\0';
     if (has_control_char(c->token)) {
-        return usage_error("the token contains control characters");
+        return ctl_usage_error("the token contains control characters");
     }
     return 0;
 }
 
-static int read_token_file(struct ctx *c, const char *file)
+static int read_token_file(struct ctl_ctx *c, const char *file)
 {
-    char data[MAX_TOKEN_LEN + 2];
+    char data[CTL_MAX_TOKEN_LEN + 2];
     size_t n;
     FILE *f = fopen(file, "re");
 
@@ -826,7 +869,7 @@ static int read_token_file(struct ctx *c, const char *file)
     return set_token(c, data);
 }
 
-static int set_server(struct ctx *c, const char *url)
+static int set_server(struct ctl_ctx *c, const char *url)
 {
     size_t len = strlen(url);
 
@@ -834,14 +877,14 @@ static int set_server(struct ctx *c, const char *url)
         len--;
     }
     if (len == 0 || len >= sizeof(c->server) || has_control_char(url)) {
-        return usage_error("bad --server URL");
+        return ctl_usage_error("bad --server URL");
     }
     memcpy(c->server, url, len);
     c->server[len] = '\0';
     return 0;
 }
 
-static int parse_options(struct ctx *c, int argc, char **argv)
+static int parse_options(struct ctl_ctx *c, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"server", required_argument, NULL, LOPT_SERVER},
@@ -887,7 +930,7 @@ static int parse_options(struct ctx *c, int argc, char **argv)
             c->timeout_s = (long)strtoul(optarg, &end, 10);
             if (optarg[0] < '0' || optarg[0] > '9' || errno != 0 || *end != '\0' ||
                 c->timeout_s < 1 || c->timeout_s > MAX_TIMEOUT_S) {
-                rv = usage_error("--timeout must be 1 to 3600 seconds");
+                rv = ctl_usage_error("--timeout must be 1 to 3600 seconds");
             }
             break;
         case 'h':
@@ -907,7 +950,7 @@ static int parse_options(struct ctx *c, int argc, char **argv)
             break;
         default:
             snprintf(msg, sizeof(msg), "bad option or missing value: %s", argv[optind - 1]);
-            rv = usage_error(msg);
+            rv = ctl_usage_error(msg);
             break;
         }
     }
@@ -916,7 +959,7 @@ static int parse_options(struct ctx *c, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    static struct ctx c = {.timeout_s = DEFAULT_TIMEOUT_S};
+    static struct ctl_ctx c = {.timeout_s = DEFAULT_TIMEOUT_S};
     const struct command *cmd = NULL;
     char **args;
     int nargs, rv;
@@ -928,7 +971,7 @@ int main(int argc, char **argv)
     args = argv + optind;
     nargs = argc - optind;
     if (nargs == 0) {
-        return usage_error("no command");
+        return ctl_usage_error("no command");
     }
     if (strcmp(args[0], "help") == 0) {
         fputs(help_text, stdout);
@@ -940,15 +983,15 @@ int main(int argc, char **argv)
         }
     }
     if (cmd == NULL) {
-        return usage_error("unknown command");
+        return ctl_usage_error("unknown command");
     }
     args += 2;
     nargs -= 2;
     if (nargs < cmd->min_args || nargs > cmd->max_args) {
-        return usage_error("wrong number of arguments");
+        return ctl_usage_error("wrong number of arguments");
     }
     if ((c.given & ~cmd->allowed) != 0) {
-        return usage_error("option not valid for this command");
+        return ctl_usage_error("option not valid for this command");
     }
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || (c.curl = curl_easy_init()) == NULL) {
         fprintf(stderr, "tvmwctl: cannot initialise libcurl\n");
