@@ -218,6 +218,7 @@ static void set_defaults(struct tvmw_config *c)
     c->raft.heartbeat_timeout_ms = 100;
     c->raft.snapshot_threshold = 8192;
     c->raft.snapshot_trailing = 4096;
+    c->raft.install_snapshot_timeout_ms = 5000;
     c->raft.pre_vote = true;
     c->http.max_body_bytes = 1 << 20;
     c->http.request_timeout_ms = 10000;
@@ -281,6 +282,7 @@ int tvmw_config_parse(const char *text, size_t len, struct tvmw_config *c, char 
         U("heartbeat_timeout_ms", 10, 10000, raft.heartbeat_timeout_ms);
         U("snapshot_threshold", 16, 100000000, raft.snapshot_threshold);
         U("snapshot_trailing", 0, 100000000, raft.snapshot_trailing);
+        U("install_snapshot_timeout_ms", 500, 600000, raft.install_snapshot_timeout_ms);
         json_t *pv = json_object_get(sec, "pre_vote");
         if (pv != NULL) {
             if (!json_is_boolean(pv)) {

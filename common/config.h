@@ -37,6 +37,7 @@ struct tvmw_config {
         unsigned heartbeat_timeout_ms;
         unsigned snapshot_threshold;
         unsigned snapshot_trailing;
+        unsigned install_snapshot_timeout_ms;
         bool pre_vote;
     } raft;
     struct {

@@ -666,6 +666,13 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
         return RAFT_IOERR;
     }
     resolve_pending(n, index, reqid, res);
+    /* Keep /healthz and /admin/v1/cluster exact about what is applied. */
+    pthread_mutex_lock(&n->smu);
+    n->status.applied_index = index;
+    if (n->raft.commit_index > n->status.commit_index) {
+        n->status.commit_index = n->raft.commit_index;
+    }
+    pthread_mutex_unlock(&n->smu);
     return 0;
 }
 
@@ -819,6 +826,10 @@ int cp_node_new(const struct cp_node_opts *o, struct cp_node **out)
     raft_set_snapshot_threshold(&n->raft, o->conf->raft.snapshot_threshold);
     raft_set_snapshot_trailing(&n->raft, o->conf->raft.snapshot_trailing);
     raft_set_pre_vote(&n->raft, o->conf->raft.pre_vote);
+    /* libraft 0.15's default is 30 s, and a follower that restarted with an
+     * empty disk stays behind that long after installing the snapshot: the
+     * leader keeps the follower's old match index until the timeout. */
+    raft_set_install_snapshot_timeout(&n->raft, o->conf->raft.install_snapshot_timeout_ms);
     raft_uv_set_connect_retry_delay(&n->io, 200);
     if (!o->join && tvmw_config_node(o->conf, o->id) != NULL) {
         if ((rv = bootstrap(n)) != 0) {
