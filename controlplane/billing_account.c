@@ -44,18 +44,19 @@
 #define ABONEMENT_COUNTER_BYTES 48
 
 /* Error codes per method (spec 3.3). */
-#define E_ACCOUNT_NOT_FOUND 1
-#define E_CREATE_CUSTOMER   1
-#define E_CREATE_INVALID    2
-#define E_CREATE_DUPLICATE  3
-#define E_MODIFY_INVALID    2
-#define E_TARIFF_NOT_FOUND  2
-#define E_MESSAGE_INVALID   2
-#define E_DEVICE_TYPE       2
-#define E_DEVICE_INVALID    3
-#define E_DEVICE_DUPLICATE  4
-#define E_DEVICE_NOT_FOUND  1
-#define E_DEVMOD_INVALID    2
+#define E_ACCOUNT_NOT_FOUND   1
+#define E_CREATE_CUSTOMER     1
+#define E_CREATE_INVALID      2
+#define E_CREATE_DUPLICATE    3
+#define E_MODIFY_INVALID      2
+#define E_MODIFY_PRECONDITION 5 /* tvmw extension: if_status_reason did not match */
+#define E_TARIFF_NOT_FOUND    2
+#define E_MESSAGE_INVALID     2
+#define E_DEVICE_TYPE         2
+#define E_DEVICE_INVALID      3
+#define E_DEVICE_DUPLICATE    4
+#define E_DEVICE_NOT_FOUND    1
+#define E_DEVMOD_INVALID      2
 
 #define MSG_INVALID  "Invalid parameters"
 #define MSG_REQUIRED "This field is required."
@@ -511,6 +512,19 @@ int bl_account_modify(struct bl_ctx *c, json_t *params, json_t *reply)
     int rv = select_account_or_fail(c, params, reply, &id, &acc);
     if (rv != 0 || id == 0) {
         return rv;
+    }
+    /* tvmw extension: if_status_reason=X applies the change only while the
+     * account's status_reason is X ("" for never set): a compare-and-set
+     * that billing scripts and the fault-injection suite use. */
+    const char *expect = bl_param(params, "if_status_reason");
+    if (expect != NULL) {
+        const char *cur = json_string_value(json_object_get(acc, "status_reason"));
+        if (strcmp(cur ? cur : "", expect) != 0) {
+            bl_fail(reply, E_MODIFY_PRECONDITION, "Precondition failed: status_reason is \"%s\"",
+                    cur ? cur : "");
+            json_decref(acc);
+            return 0;
+        }
     }
     int was_active = (int)get_int(acc, "active");
     char old_abon[ABONEMENT_MAX + 1];

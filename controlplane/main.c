@@ -17,7 +17,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: tvmw-cp --config FILE --id N [--data-dir DIR] [--join]\n"
                "               [--raft-address IP:PORT] [--http-address IP:PORT]\n"
-               "               [--log-level error|warn|info|debug] [--print-config]\n");
+               "               [--log-level error|warn|info|debug] [--print-config]\n"
+               "               [--unsafe-ack-before-commit]  (fault-injection tests only)\n");
 }
 
 static void print_config(const struct tvmw_config *c, uint64_t id, const char *raft,
@@ -50,11 +51,12 @@ int main(int argc, char **argv)
                                          {"log-level", required_argument, NULL, 'l'},
                                          {"print-config", no_argument, NULL, 'p'},
                                          {"help", no_argument, NULL, 'H'},
+                                         {"unsafe-ack-before-commit", no_argument, NULL, 'U'},
                                          {NULL, 0, NULL, 0}};
     const char *config = NULL, *dir = NULL, *raft = NULL, *http = NULL;
     enum tvmw_log_level level = TVMW_LOG_LEVEL_INFO;
     unsigned long long id = 0;
-    int join = 0, print = 0, c;
+    int join = 0, print = 0, unsafe = 0, c;
     char *end;
 
     while ((c = getopt_long(argc, argv, "c:i:d:", opts, NULL)) != -1) {
@@ -93,6 +95,9 @@ int main(int argc, char **argv)
         case 'H':
             usage(stdout);
             return 0;
+        case 'U':
+            unsafe = 1;
+            break;
         default:
             usage(stderr);
             return 2;
@@ -144,8 +149,16 @@ int main(int argc, char **argv)
     snprintf(node_name, sizeof(node_name), "%llu", id);
     tvmw_log_init(node_name, level);
 
-    struct cp_node_opts no = {
-        .conf = &conf, .id = id, .raft_address = raft, .data_dir = dir, .join = join};
+    struct cp_node_opts no = {.conf = &conf,
+                              .id = id,
+                              .raft_address = raft,
+                              .data_dir = dir,
+                              .join = join,
+                              .unsafe_ack_before_commit = unsafe};
+    if (unsafe) {
+        TVMW_LOG_WARN("main", "--unsafe-ack-before-commit: writes are acknowledged before they "
+                              "commit; acknowledged writes WILL be lost. Test use only.");
+    }
     struct cp_node *node;
     int rv = cp_node_new(&no, &node);
     if (rv != 0) {

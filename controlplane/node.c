@@ -92,6 +92,7 @@ struct cp_node {
     struct raft_barrier elect_req;
     bool elect_inflight;
     uint64_t ready_term;
+    bool unsafe_ack;
     uint64_t last_leader;
     uint64_t last_term;
 
@@ -290,6 +291,13 @@ static void start_write(struct cp_node *n, struct cp_op *op)
     }
     op->cmd = NULL; /* raft owns the buffer now */
     op->index = raft_last_index(&n->raft);
+    if (n->unsafe_ack) {
+        /* Deliberately wrong (node.h): success before the entry commits. */
+        static const char fake[] = "{\"error\":0,\"error_message\":\"\",\"unsafe\":true}";
+        op->res = cp_result_new(200, fake, sizeof(fake) - 1);
+        op_complete(op, 0);
+        return;
+    }
     list_push(&n->pending, op);
 }
 
@@ -785,6 +793,7 @@ int cp_node_new(const struct cp_node_opts *o, struct cp_node **out)
     }
     n->conf = o->conf;
     n->id = o->id;
+    n->unsafe_ack = o->unsafe_ack_before_commit;
     snprintf(n->raft_address, sizeof(n->raft_address), "%s", o->raft_address);
     snprintf(n->raft_dir, sizeof(n->raft_dir), "%s/raft", o->data_dir);
     snprintf(state_dir, sizeof(state_dir), "%s/state", o->data_dir);

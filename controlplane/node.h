@@ -41,6 +41,10 @@ struct cp_node_opts {
     const char *raft_address;
     const char *data_dir; /* holds raft/ and state/ */
     bool join;            /* not an initial member: never bootstrap */
+    /* FOR THE FAULT-INJECTION SUITE ONLY: answer writes as soon as they are
+     * appended, before they commit. Breaks durability on purpose so that
+     * tests/jepsen-like can prove it detects lost writes. */
+    bool unsafe_ack_before_commit;
 };
 
 struct cp_member {

@@ -21,6 +21,10 @@
 #define CTL_MAX_TOKEN_LEN 4096
 #define CTL_MAX_FIELDS    64 /* --field given more often is a usage error */
 
+#define CTL_SAMPLE_MAX_ACCOUNTS 8999999u /* abonements are 7 digits from 1000001 */
+#define CTL_SAMPLE_MAX_CHANNELS 99999u   /* channel numbers are 0-99999 */
+#define CTL_IMPORT_MAX_BATCH    10000u   /* docs/admin-api.md: 1-10000 items per import */
+
 struct ctl_ctx {
     char server[CTL_MAX_URL_LEN];
     char token[CTL_MAX_TOKEN_LEN + 1];

@@ -63,11 +63,32 @@ static void test_unknown_client_is_refused(void **state)
     bt_free(e);
 }
 
+/* tvmw extension: account/modify with if_status_reason is a compare-and-set. */
+static void test_status_reason_cas(void **state)
+{
+    (void)state;
+    struct bt_env *e = bt_new();
+    json_decref(bt_expect(bt_call(e, 1, "customer/create", "firstname=A&ext_id=C"), 0));
+    json_decref(bt_expect(bt_call(e, 1, "account/create", "ext_id=C&abonement=900"), 0));
+    /* never set counts as "" */
+    json_decref(bt_expect(
+        bt_call(e, 1, "account/modify", "abonement=900&if_status_reason=&status_reason=A"), 0));
+    json_decref(bt_expect(
+        bt_call(e, 1, "account/modify", "abonement=900&if_status_reason=B&status_reason=C"), 5));
+    json_decref(bt_expect(
+        bt_call(e, 1, "account/modify", "abonement=900&if_status_reason=A&status_reason=B"), 0));
+    json_t *r = bt_expect(bt_call(e, 1, "account/info", "abonement=900"), 0);
+    assert_string_equal(bt_str(r, "status_reason"), "B");
+    json_decref(r);
+    bt_free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parsers),
         cmocka_unit_test(test_unknown_client_is_refused),
+        cmocka_unit_test(test_status_reason_cas),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
