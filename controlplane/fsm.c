@@ -587,8 +587,8 @@ err_abort:
 
 int cp_fsm_snapshot(struct cp_fsm *f, void **out, size_t *out_len)
 {
-    struct tvmw_buf b;
     MDB_txn *txn;
+    struct tvmw_buf b;
     MDB_cursor *cur;
     MDB_val k, v;
     uint8_t hdr[SNAP_HEADER_SIZE] = {0}, rec[9];

@@ -684,6 +684,10 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     return 0;
 }
 
+/* Snapshots are synchronous (raft_fsm version 2): Debian's libraft 0.15
+ * refuses version 3 at raft_init ("async snapshot requires io->version > 1
+ * and async_work method": its libuv I/O is version 1). The copy is a
+ * cursor walk over the state, about 100 ms for 128 MB measured here. */
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     struct cp_node *n = fsm->data;
@@ -693,6 +697,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     if (b == NULL) {
         return RAFT_NOMEM;
     }
+    uint64_t t0 = tvmw_now_ns();
     if (cp_fsm_snapshot(n->fsm, &data, &len) != 0) {
         free(b);
         return RAFT_IOERR;
@@ -704,6 +709,8 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     pthread_mutex_lock(&n->smu);
     n->status.snapshots_taken++;
     pthread_mutex_unlock(&n->smu);
+    TVMW_LOG_INFO("raft", "snapshot built bytes=%zu took_ms=%llu", len,
+                  (unsigned long long)((tvmw_now_ns() - t0) / 1000000u));
     return 0;
 }
 
