@@ -214,6 +214,7 @@ static void reply_unavailable(struct tvmw_http_req *req, int rv)
         rv == TVMW_EUNKNOWN ? "the outcome is not known yet; retry with the same Idempotency-Key"
         : nothing_done      ? "no leader known (election in progress or no quorum); nothing was "
                               "done"
+        : rv == TVMW_EIO    ? "the leader did not answer in time"
                             : tvmw_strerror(rv);
     if (strcmp(req->route, "billing") == 0) {
         /* Billing clients read errors from a 200 body, and the PHP client
@@ -403,8 +404,15 @@ static bool read_ready(struct cp_api *api, struct tvmw_http_req *req)
         if (rv != TVMW_ENOTLEADER || forwarded_in(req)) {
             break;
         }
-        if (leader != 0 && forward(api, req, leader, NULL, left_ms) == 0) {
-            return false;
+        if (leader != 0) {
+            int frv = forward(api, req, leader, NULL, left_ms);
+            if (frv == 0) {
+                return false;
+            }
+            if (frv == TVMW_EIO) {
+                rv = TVMW_EIO; /* the leader took the request but gave no answer */
+                break;
+            }
         }
         if (!retry_again(&retry, leader)) {
             break;
@@ -841,6 +849,19 @@ static void client_sub_route(struct cp_api *api, struct tvmw_http_req *req, uint
         return;
     }
     const char *after_id = slash ? strchr(slash + 1, '/') : NULL;
+    /* A client that does not exist has nothing: 404 for reads and writes
+     * alike (a follower that has not seen a new client yet asks the leader). */
+    json_t *client = NULL;
+    int crv = cp_billing_client(&api->billing, req, cid, &client);
+    json_decref(client);
+    if (crv == 1) {
+        return; /* answered by the leader */
+    }
+    if (crv != 0) {
+        tvmw_http_reply_error(req, 404, "not_found", "client %llu does not exist",
+                              (unsigned long long)cid);
+        return;
+    }
     if (n == 5 && strncmp(rest, "audit", 5) == 0 && slash == NULL) {
         audit_route(api, req, cid);
         return;

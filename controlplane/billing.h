@@ -70,6 +70,10 @@ int cp_billing_apply(struct cp_apply *a, json_t *payload, struct cp_result **res
  * CP_CMD_BILLING command of its own, in its own nested transaction; the
  * result lists every item's reply in order. */
 int cp_billing_batch_apply(struct cp_apply *a, json_t *payload, struct cp_result **res);
+/* Appends the audit record of the entry being applied: client_id and
+ * source from payload, params without secrets. */
+int cp_audit_put(struct cp_apply *a, json_t *payload, const char *method, json_t *params,
+                 json_int_t error);
 /* A batch of the built-in billing run (billing_run.c). */
 int cp_billing_run_apply(struct cp_apply *a, json_t *payload, struct cp_result **res);
 

@@ -144,15 +144,15 @@ static json_t *audit_params(json_t *params)
     return out;
 }
 
-static int audit_put(struct cp_apply *a, json_t *payload, const char *method, json_t *params,
-                     json_int_t error)
+int cp_audit_put(struct cp_apply *a, json_t *payload, const char *method, json_t *params,
+                 json_int_t error)
 {
+    json_t *client = json_object_get(payload, "client_id");
+    json_t *source = json_object_get(payload, "source");
     json_t *rec = json_pack(
         "{s:I, s:I, s:O, s:s, s:o, s:O, s:I}", "index", (json_int_t)a->index, "time_ms",
-        (json_int_t)a->cmd->time_ms, "client_id", json_object_get(payload, "client_id"), "method",
-        method, "params", audit_params(params), "source",
-        json_object_get(payload, "source") ? json_object_get(payload, "source") : json_null(),
-        "error", error);
+        (json_int_t)a->cmd->time_ms, "client_id", client ? client : json_null(), "method", method,
+        "params", audit_params(params), "source", source ? source : json_null(), "error", error);
     if (rec == NULL) {
         return -ENOMEM;
     }
@@ -238,6 +238,23 @@ int cp_billing_batch_apply(struct cp_apply *a, json_t *payload, struct cp_result
         failed += json_integer_value(json_object_get(reply, "error")) != 0;
         json_array_append_new(results, reply);
     }
+    /* One audit record for the whole entry: what ran, how many, how many failed. */
+    json_t *counts = json_object();
+    json_array_foreach(items, i, it)
+    {
+        const char *method = json_string_value(json_object_get(it, "method"));
+        json_t *n = json_object_get(counts, method ? method : "?");
+        json_object_set_new(counts, method ? method : "?",
+                            json_integer(n ? json_integer_value(n) + 1 : 1));
+    }
+    json_t *summary =
+        json_pack("{s:I, s:o}", "items", (json_int_t)json_array_size(items), "methods", counts);
+    rv = cp_audit_put(a, payload, "import", summary, (json_int_t)failed);
+    json_decref(summary);
+    if (rv != 0) {
+        json_decref(results);
+        return rv;
+    }
     *res = cp_result_json(200, json_pack("{s:o, s:I, s:I}", "results", results, "ok",
                                          (json_int_t)(json_array_size(items) - failed), "failed",
                                          (json_int_t)failed));
@@ -267,8 +284,8 @@ int cp_billing_apply(struct cp_apply *a, json_t *payload, struct cp_result **res
         json_decref(reply);
         return rv;
     }
-    rv = audit_put(a, payload, method ? method : "?", json_is_object(params) ? params : reply,
-                   json_integer_value(json_object_get(reply, "error")));
+    rv = cp_audit_put(a, payload, method ? method : "?", json_is_object(params) ? params : reply,
+                      json_integer_value(json_object_get(reply, "error")));
     if (rv != 0) {
         json_decref(reply);
         return rv;

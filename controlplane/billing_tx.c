@@ -278,9 +278,22 @@ int bl_transaction_create(struct bl_ctx *c, json_t *params, json_t *reply)
     if (rv != TVMW_ENOTFOUND) {
         return rv;
     }
-    /* Only customer_id selects here: ext_id names the transaction. */
+    /* customer_id selects here (ext_id names the transaction); tvmw adds
+     * customer_ext_id, so that a bulk import can put a new customer and
+     * its opening balance into one raft entry. */
     const char *cv = bl_param(params, "customer_id");
-    if (bl_absent(cv) || bl_parse_int(cv, &n) != 0 || n <= 0) {
+    const char *cext = bl_param(params, "customer_ext_id");
+    if (bl_absent(cv) && !bl_absent(cext)) {
+        uint64_t by_ext;
+        rv = bl_uniq_get(c, BL_UNIQ_CUST_EXT, cext, &by_ext);
+        if (rv == TVMW_ENOTFOUND) {
+            return bl_fail(reply, E_CREATE_NO_CUSTOMER, "Customer not found");
+        }
+        if (rv != 0) {
+            return rv;
+        }
+        n = (int64_t)by_ext;
+    } else if (bl_absent(cv) || bl_parse_int(cv, &n) != 0 || n <= 0) {
         return bl_fail(reply, E_CREATE_NO_CUSTOMER, "Customer not found");
     }
     rv = bl_obj_get(c, BL_CUSTOMER, (uint64_t)n, &cust);

@@ -362,7 +362,27 @@ static int link(struct bl_ctx *c, const char *kind, uint64_t tariff, json_t *ids
     return 0;
 }
 
+static int apply_op(struct cp_apply *a, json_t *payload, struct cp_result **res);
+
+/* Every catalogue change is in the audit trail, like Billing API writes. */
 int cp_catalog_apply(struct cp_apply *a, json_t *payload, struct cp_result **res)
+{
+    int rv = apply_op(a, payload, res);
+    if (rv != 0 || *res == NULL || (*res)->status >= 300) {
+        return rv; /* nothing changed, nothing to record */
+    }
+    char method[96];
+    snprintf(method, sizeof(method), "catalog/%s/%s",
+             json_string_value(json_object_get(payload, "kind")) ?: "?",
+             json_string_value(json_object_get(payload, "op")) ?: "?");
+    json_t *params = json_deep_copy(payload);
+    json_object_del(params, "client_id");
+    rv = cp_audit_put(a, payload, method, params, 0);
+    json_decref(params);
+    return rv;
+}
+
+static int apply_op(struct cp_apply *a, json_t *payload, struct cp_result **res)
 {
     json_int_t client = json_integer_value(json_object_get(payload, "client_id"));
     json_int_t id = json_integer_value(json_object_get(payload, "id"));

@@ -8,6 +8,10 @@
  *
  * A CLI does one thing at a time, so libcurl's easy interface is enough. The token is only
  * ever put in the Authorization header; it is never printed.
+ *
+ * This file holds the HTTP helpers, output, option parsing, the cluster and client commands
+ * and the command table; tvmwctl_catalog.c, tvmwctl_sample.c and tvmwctl_import.c the rest
+ * (tvmwctl.h is what they share).
  */
 #include "controlplane/ctl/tvmwctl.h"
 
@@ -33,10 +37,6 @@
 #define MAX_NAME_LEN       200 /* docs/admin-api.md: name is 1-200 bytes */
 #define IDEM_KEY_BYTES     16  /* 32 hex chars */
 #define TABLE_MAX_COLS     16
-#define AUDIT_PAGE_MAX     1000 /* docs/admin-api.md: limit <= 1000 */
-#define AUDIT_POLL_MS      1000
-#define AUDIT_PARAMS_SHOWN 120
-#define MAX_SET_IDS        100000
 
 #define USAGE_LINE "usage: tvmwctl [--server URL] [--token T] [--json] [--timeout S] COMMAND ...\n"
 
@@ -107,15 +107,17 @@ static const char help_text[] = USAGE_LINE
     "  tariff services CID TARIFF_ID [--set 1,2,3]   the same for streaming services\n"
     "  audit [--client CID] [--after INDEX] [--limit N] [--follow]\n"
     "                 records after INDEX (default 0), all or N of them; --follow keeps\n"
-    "                 polling every second; --json prints one record per line\n"
+    "                 polling every second (with --json: one record per line)\n"
     "\n"
     "  sample-data [--accounts N] [--channels N] [--seed S] [--out FILE]\n"
-    "                 a deterministic demo bundle (default 50 accounts, 200 channels)\n"
-    "  import --client CID [--batch N] FILE   push a bundle (FILE \"-\": stdin), idempotent\n"
+    "                 a demo bundle (default 50 accounts, 200 channels, seed 0); the same\n"
+    "                 seed gives the same bytes\n"
+    "  import --client CID [--batch N] FILE   push a bundle (FILE \"-\": stdin); running it\n"
+    "                 twice changes nothing (format: docs/admin-api.md, \"Bundle format\")\n"
+    "  help\n"
     "\n"
-    "  --field K=V sends V as a string for text fields (name, icon, ...) and as JSON when it\n"
-    "  parses as a number, true/false, null, an object or an array; K:=JSON forces JSON.\n"
-    "  help\n";
+    "--field K=V sends V as text for text fields (name, icon, ext_id, ...), else as JSON when\n"
+    "it parses as a number, true/false, null, an object or an array; K:=JSON forces JSON.\n";
 
 int ctl_usage_error(const char *msg)
 {
@@ -155,14 +157,7 @@ static bool has_control_char(const char *s)
 
 /* ---- output ------------------------------------------------------------------------------- */
 
-/* One field of an answer: its key, its label in "key: value" views, its table header (or NULL). */
-struct field {
-    const char *key;
-    const char *label;
-    const char *header;
-};
-
-static const struct field member_fields[] = {
+static const struct ctl_field member_fields[] = {
     {"id", "id:", "ID"},
     {"raft_address", "raft address:", "RAFT-ADDRESS"},
     {"http_address", "http address:", "HTTP-ADDRESS"},
@@ -171,7 +166,7 @@ static const struct field member_fields[] = {
     {"leader", "leader:", "LEADER"},
 };
 
-static const struct field client_fields[] = {
+static const struct ctl_field client_fields[] = {
     {"id", "id:", "ID"},
     {"name", "name:", "NAME"},
     {"api_key", "api key:", "API-KEY"},
@@ -181,7 +176,7 @@ static const struct field client_fields[] = {
     {"updated_at", "updated:", "UPDATED"},
 };
 
-static const struct field status_fields[] = {
+static const struct ctl_field status_fields[] = {
     {"node_id", "node id:", NULL},           {"role", "role:", NULL},
     {"leader_id", "leader:", NULL},          {"term", "term:", NULL},
     {"commit_index", "commit index:", NULL}, {"applied_index", "applied index:", NULL},
@@ -191,10 +186,11 @@ static const struct field status_fields[] = {
 #define NFIELDS(a) (sizeof(a) / sizeof((a)[0]))
 
 /*
- * Renders obj[key] as text: the string itself, or buf. "*_at" keys hold unix seconds and
- * "*_ms" keys milliseconds; both show as UTC. Objects and arrays (settings) are cut to buf's size; --json shows them whole.
+ * Renders obj[key] as text: the string itself, or buf. "*_at" keys (unix seconds) and "*_ms"
+ * keys (milliseconds) show as UTC. Objects and arrays (settings) are cut to buf's size; --json
+ * shows them whole.
  */
-static const char *render(const json_t *obj, const char *key, char *buf, size_t n)
+const char *ctl_render(const json_t *obj, const char *key, char *buf, size_t n)
 {
     const json_t *v = json_object_get(obj, key);
     size_t klen = strlen(key);
@@ -239,24 +235,24 @@ static const char *render(const json_t *obj, const char *key, char *buf, size_t 
     return "-";
 }
 
-static void print_kv(const char *label, const char *value)
+void ctl_print_kv(const char *label, const char *value)
 {
     printf("%-16s ", label);
     ctl_fput_clean(stdout, value);
     putchar('\n');
 }
 
-static void print_fields(const json_t *obj, const struct field *f, size_t nf)
+static void print_fields(const json_t *obj, const struct ctl_field *f, size_t nf)
 {
     char buf[4096];
 
     for (size_t i = 0; i < nf; i++) {
-        print_kv(f[i].label, render(obj, f[i].key, buf, sizeof(buf)));
+        ctl_print_kv(f[i].label, ctl_render(obj, f[i].key, buf, sizeof(buf)));
     }
 }
 
 /* An aligned table of the objects in rows, one column per field that has a header. */
-static void print_table(const json_t *rows, const struct field *f, size_t nf)
+void ctl_print_table(const json_t *rows, const struct ctl_field *f, size_t nf)
 {
     size_t width[TABLE_MAX_COLS] = {0};
     char buf[256];
@@ -272,7 +268,7 @@ static void print_table(const json_t *rows, const struct field *f, size_t nf)
     json_array_foreach(rows, i, row)
     {
         for (c = 0; c < nf; c++) {
-            w = display_width(render(row, f[c].key, buf, sizeof(buf)));
+            w = display_width(ctl_render(row, f[c].key, buf, sizeof(buf)));
             width[c] = w > width[c] ? w : width[c];
         }
     }
@@ -282,7 +278,7 @@ static void print_table(const json_t *rows, const struct field *f, size_t nf)
             if (f[c].header == NULL) {
                 continue;
             }
-            cell = row == NULL ? f[c].header : render(row, f[c].key, buf, sizeof(buf));
+            cell = row == NULL ? f[c].header : ctl_render(row, f[c].key, buf, sizeof(buf));
             ctl_fput_clean(stdout, cell);
             if (c < last) {
                 printf("%*s", (int)(width[c] - display_width(cell) + 2), "");
@@ -292,7 +288,7 @@ static void print_table(const json_t *rows, const struct field *f, size_t nf)
     }
 }
 
-static void print_json(const json_t *v)
+void ctl_print_json(const json_t *v)
 {
     char *s = json_dumps(v, JSON_INDENT(2));
 
@@ -423,7 +419,7 @@ static bool is_retryable(CURLcode rc)
            rc == CURLE_GOT_NOTHING || rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_PARTIAL_FILE;
 }
 
-static void sleep_ms(long ms)
+void ctl_sleep_ms(long ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
 
@@ -468,7 +464,7 @@ int ctl_request(struct ctl_ctx *c, const char *method, const char *path, const j
         fprintf(stderr, "tvmwctl: %s, retrying in %ld ms (%d/%d)\n",
                 rc == CURLE_OK ? "503 from server" : "connection failed", delay_ms, attempt + 1,
                 MAX_RETRIES);
-        sleep_ms(delay_ms);
+        ctl_sleep_ms(delay_ms);
     }
     if (rc != CURLE_OK) {
         fprintf(stderr, "tvmwctl: cannot reach %s: %s\n", c->server,
@@ -520,7 +516,7 @@ int ctl_call(struct ctl_ctx *c, const char *method, const char *path, const json
 
 /* ---- argument checks ------------------------------------------------------------------------ */
 
-static int parse_id(const char *s, json_int_t *out)
+int ctl_parse_id(const char *s, json_int_t *out)
 {
     unsigned long long v;
     char *end;
@@ -606,18 +602,18 @@ static void show_status(const json_t *v)
     }
     print_fields(v, status_fields, 2);
     if (json_integer_value(leader) == 0) {
-        print_kv("leader:", "none known");
+        ctl_print_kv("leader:", "none known");
     } else {
         snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT " (%s)", json_integer_value(leader),
                  addr != NULL ? addr : "address unknown");
-        print_kv("leader:", buf);
+        ctl_print_kv("leader:", buf);
     }
     print_fields(v, status_fields + 3, NFIELDS(status_fields) - 3);
 }
 
 static void show_members(const json_t *v)
 {
-    print_table(json_object_get(v, "members"), member_fields, NFIELDS(member_fields));
+    ctl_print_table(json_object_get(v, "members"), member_fields, NFIELDS(member_fields));
 }
 
 static void show_member(const json_t *v)
@@ -644,7 +640,7 @@ static void show_client(const json_t *v)
 
 static void show_clients(const json_t *v)
 {
-    print_table(json_object_get(v, "clients"), client_fields, NFIELDS(client_fields));
+    ctl_print_table(json_object_get(v, "clients"), client_fields, NFIELDS(client_fields));
 }
 
 static void show_deleted(const json_t *v)
@@ -670,7 +666,7 @@ static int send_and_show(struct ctl_ctx *c, const char *method, const char *path
         return 1;
     }
     if (c->json) {
-        print_json(v);
+        ctl_print_json(v);
     } else {
         show(v);
     }
@@ -684,7 +680,7 @@ static int id_path(char *path, size_t n, const char *prefix, const char *id_arg,
     json_int_t id;
     int len;
 
-    if (parse_id(id_arg, &id) != 0) {
+    if (ctl_parse_id(id_arg, &id) != 0) {
         return ctl_usage_error("ID must be a positive integer");
     }
     len = snprintf(path, n, "%s%" JSON_INTEGER_FORMAT "%s", prefix, id, suffix);
@@ -711,7 +707,7 @@ static int cmd_cluster_add(struct ctl_ctx *c, char **args)
     json_int_t id;
     json_t *body;
 
-    if (parse_id(args[0], &id) != 0) {
+    if (ctl_parse_id(args[0], &id) != 0) {
         return ctl_usage_error("ID must be a positive integer");
     }
     if (args[1][0] == '\0' || args[2][0] == '\0') {
@@ -745,7 +741,7 @@ static int cmd_cluster_transfer(struct ctl_ctx *c, char **args)
     json_int_t id = 0;
     json_t *body;
 
-    if (args[0] != NULL && parse_id(args[0], &id) != 0) {
+    if (args[0] != NULL && ctl_parse_id(args[0], &id) != 0) {
         return ctl_usage_error("ID must be a positive integer");
     }
     body = args[0] != NULL ? json_pack("{s:I}", "id", id) : json_object();
@@ -809,692 +805,6 @@ static int cmd_client_delete(struct ctl_ctx *c, char **args)
     return rv != 0 ? rv : send_and_show(c, "DELETE", path, NULL, show_deleted);
 }
 
-/* ---- catalogue, tariffs, audit -------------------------------------------------------------- */
-
-static const struct field channel_fields[] = {
-    {"id", "id:", "ID"},
-    {"number", "number:", "NUMBER"},
-    {"name", "name:", "NAME"},
-    {"category_id", "category:", "CATEGORY"},
-    {"stream_name", "stream name:", "STREAM"},
-    {"epg_channel_id", "epg channel:", "EPG-ID"},
-    {"archive_days", "archive days:", "ARCHIVE"},
-    {"enabled", "enabled:", "ENABLED"},
-    {"icon", "icon:", NULL},
-    {"age_rating", "age rating:", NULL},
-    {"created_ms", "created:", NULL},
-    {"updated_ms", "updated:", NULL},
-};
-
-static const struct field category_fields[] = {
-    {"id", "id:", "ID"},
-    {"name", "name:", "NAME"},
-    {"order", "order:", "ORDER"},
-    {"created_ms", "created:", NULL},
-    {"updated_ms", "updated:", NULL},
-};
-
-static const struct field datacenter_fields[] = {
-    {"id", "id:", "ID"},
-    {"name", "name:", "NAME"},
-    {"code", "code:", "CODE"},
-    {"created_ms", "created:", NULL},
-    {"updated_ms", "updated:", NULL},
-};
-
-static const struct field service_fields[] = {
-    {"id", "id:", "ID"},
-    {"name", "name:", "NAME"},
-    {"type", "type:", "TYPE"},
-    {"datacenter_id", "datacenter:", "DC"},
-    {"weight", "weight:", "WEIGHT"},
-    {"enabled", "enabled:", "ENABLED"},
-    {"health", "health:", "HEALTH"},
-    {"url_masks", "url masks:", NULL},
-    {"health_url", "health url:", NULL},
-    {"token_ip_binding", "token ip binding:", NULL},
-    {"created_ms", "created:", NULL},
-    {"updated_ms", "updated:", NULL},
-};
-
-static const struct field tariff_fields[] = {
-    {"id", "id:", "ID"},
-    {"ext_id", "ext id:", "EXT-ID"},
-    {"name", "name:", "NAME"},
-    {"period", "period:", "PERIOD"},
-    {"price", "price:", "PRICE"},
-    {"basic_tariff_priority", "basic priority:", "BASIC"},
-    {"sessions_count", "sessions:", "SESSIONS"},
-    {"basic_sessions_count", "basic sessions:", "BASIC-SESS"},
-    {"channels_count", "channels:", "CHANNELS"},
-    {"activation_price", "activation price:", NULL},
-    {"ip_restriction", "ip restriction:", NULL},
-};
-
-/* A catalogue kind: its path segment, its keys in answers and its columns. */
-struct kind {
-    const char *path;
-    const char *list_key;
-    const char *one_key;
-    const struct field *fields;
-    size_t nfields;
-};
-
-static const struct kind kinds[] = {
-    {"channels", "channels", "channel", channel_fields, NFIELDS(channel_fields)},
-    {"categories", "categories", "category", category_fields, NFIELDS(category_fields)},
-    {"datacenters", "datacenters", "datacenter", datacenter_fields, NFIELDS(datacenter_fields)},
-    {"streaming-services", "streaming_services", "streaming_service", service_fields,
-     NFIELDS(service_fields)},
-};
-
-/* Fields that are text even when they look like a number ("name=1984", "ext_id=5"). */
-static const char *const text_fields[] = {"name",       "icon",   "epg_channel_id", "stream_name",
-                                          "code",       "type",   "health_url",     "health",
-                                          "ext_id",     "period", "comment",        NULL};
-
-static const struct kind *find_kind(const char *name)
-{
-    for (size_t i = 0; i < NFIELDS(kinds); i++) {
-        if (strcmp(kinds[i].path, name) == 0) {
-            return &kinds[i];
-        }
-    }
-    return NULL;
-}
-
-/* Every field of obj: the known ones with their labels first, then the others by key. */
-static void print_object(const json_t *obj, const struct field *f, size_t nf)
-{
-    char buf[4096], label[128];
-    const char *key;
-    json_t *v;
-    size_t i;
-
-    for (i = 0; i < nf; i++) {
-        if (json_object_get(obj, f[i].key) != NULL) {
-            print_kv(f[i].label, render(obj, f[i].key, buf, sizeof(buf)));
-        }
-    }
-    json_object_foreach((json_t *)obj, key, v)
-    {
-        for (i = 0; i < nf && strcmp(f[i].key, key) != 0; i++) {
-        }
-        if (i == nf && strcmp(key, "client_id") != 0) {
-            snprintf(label, sizeof(label), "%s:", key);
-            print_kv(label, render(obj, key, buf, sizeof(buf)));
-        }
-    }
-}
-
-/* "--client CID" is required by this command. */
-static int need_client(const struct ctl_ctx *c)
-{
-    if (c->client_id == 0) {
-        return ctl_usage_error("this command needs --client CID");
-    }
-    if (c->token[0] == '\0') {
-        return ctl_usage_error("no admin token: use --token-file FILE, TVMW_TOKEN or --token");
-    }
-    return 0;
-}
-
-/* "/admin/v1/clients/CID/<what>[/ID][<suffix>]" into path; id_arg may be NULL. */
-static int client_path(char *path, size_t n, const struct ctl_ctx *c, const char *what,
-                       const char *id_arg, const char *suffix)
-{
-    json_int_t id = 0;
-    int len;
-
-    if (id_arg != NULL && parse_id(id_arg, &id) != 0) {
-        return ctl_usage_error("ID must be a positive integer");
-    }
-    if (id_arg != NULL) {
-        len = snprintf(path, n, "/admin/v1/clients/%" JSON_INTEGER_FORMAT "/%s/%" JSON_INTEGER_FORMAT
-                       "%s",
-                       c->client_id, what, id, suffix);
-    } else {
-        len = snprintf(path, n, "/admin/v1/clients/%" JSON_INTEGER_FORMAT "/%s%s", c->client_id,
-                       what, suffix);
-    }
-    if (len < 0 || (size_t)len >= n) {
-        return ctl_usage_error("path too long");
-    }
-    return 0;
-}
-
-/* The value of one --field: text for text fields, else JSON when it parses as JSON. */
-static json_t *field_value(const char *key, const char *text, bool raw)
-{
-    json_t *v;
-
-    if (raw) {
-        return json_loads(text, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
-    }
-    for (const char *const *t = text_fields; *t != NULL; t++) {
-        if (strcmp(*t, key) == 0) {
-            return json_string(text);
-        }
-    }
-    v = json_loads(text, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
-    if (v == NULL || json_is_string(v)) {
-        json_decref(v);
-        return json_string(text);
-    }
-    return v;
-}
-
-/* The body of a create/modify from --json-body and then every --field (which win). */
-static int build_fields_body(const struct ctl_ctx *c, json_t **out)
-{
-    json_error_t jerr;
-    char msg[512], key[256];
-    json_t *body, *v;
-
-    if (c->json_body == NULL && c->nfields == 0) {
-        return ctl_usage_error("give the fields with --json-body JSON or --field K=V");
-    }
-    body = c->json_body != NULL ? json_loads(c->json_body, JSON_REJECT_DUPLICATES, &jerr)
-                                : json_object();
-    if (!json_is_object(body)) {
-        snprintf(msg, sizeof(msg), "--json-body must be a JSON object%s%s",
-                 body == NULL ? ": " : "", body == NULL ? jerr.text : "");
-        json_decref(body);
-        return ctl_usage_error(msg);
-    }
-    for (int i = 0; i < c->nfields; i++) {
-        const char *f = c->fields[i], *eq = strchr(f, '=');
-        size_t klen = eq != NULL ? (size_t)(eq - f) : 0;
-        bool raw = klen > 0 && f[klen - 1] == ':';
-
-        klen -= raw ? 1 : 0;
-        if (eq == NULL || klen == 0 || klen >= sizeof(key)) {
-            snprintf(msg, sizeof(msg), "--field wants K=V or K:=JSON, not \"%.200s\"", f);
-            json_decref(body);
-            return ctl_usage_error(msg);
-        }
-        memcpy(key, f, klen);
-        key[klen] = '\0';
-        v = field_value(key, eq + 1, raw);
-        if (v == NULL) {
-            snprintf(msg, sizeof(msg), "--field %s: not valid JSON (or not UTF-8)", key);
-            json_decref(body);
-            return ctl_usage_error(msg);
-        }
-        json_object_set_new(body, key, v);
-    }
-    *out = body;
-    return 0;
-}
-
-static int catalog_kind(char **args, const struct kind **out)
-{
-    *out = find_kind(args[0]);
-    if (*out == NULL) {
-        return ctl_usage_error(
-            "KIND must be channels, categories, datacenters or streaming-services");
-    }
-    return 0;
-}
-
-static int cmd_catalog_list(struct ctl_ctx *c, char **args)
-{
-    const struct kind *k;
-    char path[256];
-    json_t *v;
-    int rv;
-
-    if ((rv = catalog_kind(args, &k)) != 0 || (rv = need_client(c)) != 0 ||
-        (rv = client_path(path, sizeof(path), c, k->path, NULL, c->stale ? "?stale=1" : "")) != 0) {
-        return rv;
-    }
-    if (ctl_call(c, "GET", path, NULL, &v) != 0) {
-        return 1;
-    }
-    if (c->json) {
-        print_json(v);
-    } else {
-        print_table(json_object_get(v, k->list_key), k->fields, k->nfields);
-    }
-    json_decref(v);
-    return 0;
-}
-
-static int cmd_catalog_get(struct ctl_ctx *c, char **args)
-{
-    const struct kind *k;
-    char path[256];
-    json_t *v;
-    int rv;
-
-    if ((rv = catalog_kind(args, &k)) != 0 || (rv = need_client(c)) != 0 ||
-        (rv = client_path(path, sizeof(path), c, k->path, args[1], c->stale ? "?stale=1" : "")) !=
-            0) {
-        return rv;
-    }
-    if (ctl_call(c, "GET", path, NULL, &v) != 0) {
-        return 1;
-    }
-    if (c->json) {
-        print_json(v);
-    } else {
-        print_object(json_object_get(v, k->one_key), k->fields, k->nfields);
-    }
-    json_decref(v);
-    return 0;
-}
-
-/* create (id_arg NULL) or modify. */
-static int catalog_write(struct ctl_ctx *c, const struct kind *k, const char *id_arg)
-{
-    char path[256];
-    json_t *body, *v;
-    int rv;
-
-    if ((rv = need_client(c)) != 0 ||
-        (rv = client_path(path, sizeof(path), c, k->path, id_arg, "")) != 0 ||
-        (rv = build_fields_body(c, &body)) != 0) {
-        return rv;
-    }
-    rv = ctl_call(c, id_arg == NULL ? "POST" : "PATCH", path, body, &v);
-    json_decref(body);
-    if (rv != 0) {
-        return 1;
-    }
-    if (c->json) {
-        print_json(v);
-    } else {
-        print_object(json_object_get(v, k->one_key), k->fields, k->nfields);
-    }
-    json_decref(v);
-    return 0;
-}
-
-static int cmd_catalog_create(struct ctl_ctx *c, char **args)
-{
-    const struct kind *k;
-    int rv = catalog_kind(args, &k);
-
-    return rv != 0 ? rv : catalog_write(c, k, NULL);
-}
-
-static int cmd_catalog_modify(struct ctl_ctx *c, char **args)
-{
-    const struct kind *k;
-    int rv = catalog_kind(args, &k);
-
-    return rv != 0 ? rv : catalog_write(c, k, args[1]);
-}
-
-static int cmd_catalog_delete(struct ctl_ctx *c, char **args)
-{
-    const struct kind *k;
-    char path[256];
-    json_t *v;
-    int rv;
-
-    if ((rv = catalog_kind(args, &k)) != 0 || (rv = need_client(c)) != 0 ||
-        (rv = client_path(path, sizeof(path), c, k->path, args[1], "")) != 0) {
-        return rv;
-    }
-    if (ctl_call(c, "DELETE", path, NULL, &v) != 0) {
-        return 1;
-    }
-    if (c->json) {
-        print_json(v);
-    } else {
-        printf("deleted %s %" JSON_INTEGER_FORMAT "\n", k->one_key,
-               json_integer_value(json_object_get(v, "deleted")));
-    }
-    json_decref(v);
-    return 0;
-}
-
-/* Tariff lists carry every channel of every tariff; the table shows how many. */
-static void count_tariff_channels(json_t *tariff)
-{
-    json_t *ch = json_object_get(tariff, "channels");
-
-    if (json_is_array(ch)) {
-        json_object_set_new(tariff, "channels_count", json_integer((json_int_t)json_array_size(ch)));
-    }
-}
-
-static int cmd_tariff_list(struct ctl_ctx *c, char **args)
-{
-    char path[256];
-    json_t *v, *t;
-    size_t i;
-    int rv;
-
-    (void)args;
-    if ((rv = need_client(c)) != 0 ||
-        (rv = client_path(path, sizeof(path), c, "tariffs", NULL, c->stale ? "?stale=1" : "")) !=
-            0) {
-        return rv;
-    }
-    if (ctl_call(c, "GET", path, NULL, &v) != 0) {
-        return 1;
-    }
-    if (c->json) {
-        print_json(v);
-    } else {
-        json_array_foreach(json_object_get(v, "tariffs"), i, t)
-        {
-            count_tariff_channels(t);
-        }
-        print_table(json_object_get(v, "tariffs"), tariff_fields, NFIELDS(tariff_fields));
-    }
-    json_decref(v);
-    return 0;
-}
-
-static int cmd_tariff_get(struct ctl_ctx *c, char **args)
-{
-    char path[256];
-    json_t *v, *t;
-    int rv;
-
-    if ((rv = need_client(c)) != 0 ||
-        (rv = client_path(path, sizeof(path), c, "tariffs", args[0], c->stale ? "?stale=1" : "")) !=
-            0) {
-        return rv;
-    }
-    if (ctl_call(c, "GET", path, NULL, &v) != 0) {
-        return 1;
-    }
-    if (c->json) {
-        print_json(v);
-    } else {
-        t = json_object_get(v, "tariff");
-        count_tariff_channels(t);
-        json_object_del(t, "channels"); /* the count is enough here; --json shows them */
-        print_object(t, tariff_fields, NFIELDS(tariff_fields));
-    }
-    json_decref(v);
-    return 0;
-}
-
-/*
- * Admin tariff writes answer 200 with the Billing API's reply: "error" 0 or a method code
- * with "error_message" and "error_fields". Non-zero is a failure of the command.
- */
-static int tariff_write(struct ctl_ctx *c, const char *method, const char *id_arg, json_t *body,
-                        const char *done)
-{
-    char path[256];
-    json_t *v;
-    json_int_t err;
-    int rv;
-
-    rv = client_path(path, sizeof(path), c, "tariffs", id_arg, "");
-    if (rv != 0) {
-        json_decref(body);
-        return rv;
-    }
-    rv = ctl_call(c, method, path, body, &v);
-    json_decref(body);
-    if (rv != 0) {
-        return 1;
-    }
-    err = json_integer_value(json_object_get(v, "error"));
-    if (c->json) {
-        print_json(v);
-    } else if (err != 0) {
-        char *fields = json_dumps(json_object_get(v, "error_fields"), JSON_COMPACT);
-        fprintf(stderr, "tvmwctl: error %" JSON_INTEGER_FORMAT ": ", err);
-        ctl_fput_clean(stderr, json_string_value(json_object_get(v, "error_message")) != NULL
-                                   ? json_string_value(json_object_get(v, "error_message"))
-                                   : "(no message)");
-        if (fields != NULL && strcmp(fields, "{}") != 0) {
-            fputc(' ', stderr);
-            ctl_fput_clean(stderr, fields);
-        }
-        fputc('\n', stderr);
-        free(fields);
-    } else {
-        printf("%s tariff %s\n", done,
-               id_arg != NULL ? id_arg
-                              : render(v, "id", path, sizeof(path))); /* path is free now */
-    }
-    json_decref(v);
-    return err != 0 ? 1 : 0;
-}
-
-static int cmd_tariff_create(struct ctl_ctx *c, char **args)
-{
-    json_t *body;
-    int rv;
-
-    (void)args;
-    if ((rv = need_client(c)) != 0 || (rv = build_fields_body(c, &body)) != 0) {
-        return rv;
-    }
-    return tariff_write(c, "POST", NULL, body, "created");
-}
-
-static int cmd_tariff_modify(struct ctl_ctx *c, char **args)
-{
-    json_t *body;
-    int rv;
-
-    if ((rv = need_client(c)) != 0 || (rv = build_fields_body(c, &body)) != 0) {
-        return rv;
-    }
-    return tariff_write(c, "PATCH", args[0], body, "modified");
-}
-
-static int cmd_tariff_delete(struct ctl_ctx *c, char **args)
-{
-    int rv = need_client(c);
-
-    return rv != 0 ? rv : tariff_write(c, "DELETE", args[0], NULL, "deleted");
-}
-
-/* "1,2,3" (spaces allowed) into a JSON array of ids; "" is the empty set. */
-static int parse_id_set(const char *s, json_t **out)
-{
-    json_t *ids = json_array();
-    char item[32];
-    json_int_t id;
-
-    while (ids != NULL && *s != '\0') {
-        size_t n = strcspn(s, ",");
-        size_t b = 0, e = n;
-
-        while (b < e && s[b] == ' ') {
-            b++;
-        }
-        while (e > b && s[e - 1] == ' ') {
-            e--;
-        }
-        if (e - b == 0 || e - b >= sizeof(item) || json_array_size(ids) >= MAX_SET_IDS) {
-            json_decref(ids);
-            return ctl_usage_error("--set wants ids separated by commas, e.g. --set 1,2,3");
-        }
-        memcpy(item, s + b, e - b);
-        item[e - b] = '\0';
-        if (parse_id(item, &id) != 0) {
-            json_decref(ids);
-            return ctl_usage_error("--set: every id must be a positive integer");
-        }
-        json_array_append_new(ids, json_integer(id));
-        s += n + (s[n] == ',' ? 1 : 0);
-    }
-    if (ids == NULL) {
-        fprintf(stderr, "tvmwctl: out of memory\n");
-        return 1;
-    }
-    *out = ids;
-    return 0;
-}
-
-/* tariff channels|services [CID] TARIFF_ID [--set LIST]; CID may come from --client. */
-static int tariff_links(struct ctl_ctx *c, char **args, const char *what, const char *label)
-{
-    const char *tariff_arg = args[1] != NULL ? args[1] : args[0];
-    json_t *body = NULL, *v, *id;
-    char path[256];
-    size_t i;
-    int rv;
-
-    if (args[1] != NULL && parse_id(args[0], &c->client_id) != 0) {
-        return ctl_usage_error("CID must be a positive integer");
-    }
-    if ((rv = need_client(c)) != 0 ||
-        (rv = client_path(path, sizeof(path), c, "tariffs", tariff_arg, what)) != 0 ||
-        (c->set != NULL && (rv = parse_id_set(c->set, &id)) != 0)) {
-        return rv;
-    }
-    if (c->set != NULL && (body = json_pack("{s:o}", "ids", id)) == NULL) {
-        fprintf(stderr, "tvmwctl: out of memory\n");
-        return 1;
-    }
-    rv = ctl_call(c, body != NULL ? "PUT" : "GET", path, body, &v);
-    json_decref(body);
-    if (rv != 0) {
-        return 1;
-    }
-    if (c->json) {
-        print_json(v);
-    } else {
-        printf("tariff %s %s:", tariff_arg, label);
-        json_array_foreach(json_object_get(v, "ids"), i, id)
-        {
-            printf("%s%" JSON_INTEGER_FORMAT, i == 0 ? " " : ",", json_integer_value(id));
-        }
-        printf("%s\n", json_array_size(json_object_get(v, "ids")) == 0 ? " (none)" : "");
-    }
-    json_decref(v);
-    return 0;
-}
-
-static int cmd_tariff_channels(struct ctl_ctx *c, char **args)
-{
-    return tariff_links(c, args, "/channels", "channels");
-}
-
-static int cmd_tariff_services(struct ctl_ctx *c, char **args)
-{
-    return tariff_links(c, args, "/streaming-services", "streaming services");
-}
-
-/* One audit record as a table row; widths are fixed because --follow prints as it goes. */
-static void print_audit_row(const json_t *r)
-{
-    char when[64];
-    const char *src = json_string_value(json_object_get(r, "source"));
-
-    printf("%-9" JSON_INTEGER_FORMAT " %-20s %-6" JSON_INTEGER_FORMAT " %-15s %-6" JSON_INTEGER_FORMAT
-           " %-28s ",
-           json_integer_value(json_object_get(r, "index")),
-           render(r, "time_ms", when, sizeof(when)),
-           json_integer_value(json_object_get(r, "client_id")), src != NULL ? src : "-",
-           json_integer_value(json_object_get(r, "error")),
-           json_string_value(json_object_get(r, "method")) != NULL
-               ? json_string_value(json_object_get(r, "method"))
-               : "?");
-    char *text = json_dumps(json_object_get(r, "params"), JSON_COMPACT);
-    size_t len = text != NULL ? strlen(text) : 0;
-
-    if (len > AUDIT_PARAMS_SHOWN) { /* the start is enough to recognise a request */
-        len = AUDIT_PARAMS_SHOWN;
-        while (len > 0 && ((unsigned char)text[len] & 0xc0) == 0x80) {
-            len--; /* not inside a UTF-8 sequence */
-        }
-        memcpy(text + len, "...", 4);
-    }
-    ctl_fput_clean(stdout, text != NULL ? text : "-");
-    putchar('\n');
-    free(text);
-}
-
-/*
- * Pages through the audit trail with after=next_after. The end of the trail is a page that
- * moves next_after no further; --follow then polls every second. --json collects the records
- * into one {"records", "next_after"} object, or with --follow prints one per line.
- */
-static int cmd_audit(struct ctl_ctx *c, char **args)
-{
-    uint64_t after = c->after, printed = 0;
-    json_t *all = NULL, *v, *r;
-    bool header = false;
-    char path[256];
-    size_t i;
-    int n;
-
-    (void)args;
-    if (c->token[0] == '\0') {
-        return ctl_usage_error("no admin token: use --token-file FILE, TVMW_TOKEN or --token");
-    }
-    if (c->json && !c->follow && (all = json_array()) == NULL) {
-        return 1;
-    }
-    for (;;) {
-        uint64_t want = AUDIT_PAGE_MAX;
-        if (c->limit != 0 && c->limit - printed < want) {
-            want = c->limit - printed;
-        }
-        if (c->client_id != 0) {
-            n = snprintf(path, sizeof(path),
-                         "/admin/v1/clients/%" JSON_INTEGER_FORMAT "/audit?after=%llu&limit=%llu",
-                         c->client_id, (unsigned long long)after, (unsigned long long)want);
-        } else {
-            n = snprintf(path, sizeof(path), "/admin/v1/audit?after=%llu&limit=%llu",
-                         (unsigned long long)after, (unsigned long long)want);
-        }
-        if (n < 0 || (size_t)n >= sizeof(path) || ctl_call(c, "GET", path, NULL, &v) != 0) {
-            json_decref(all);
-            return 1;
-        }
-        json_array_foreach(json_object_get(v, "records"), i, r)
-        {
-            if (all != NULL) {
-                json_array_append(all, r);
-            } else if (c->json) {
-                char *line = json_dumps(r, JSON_COMPACT);
-                if (line != NULL) {
-                    puts(line);
-                    free(line);
-                }
-            } else {
-                if (!header) {
-                    printf("%-9s %-20s %-6s %-15s %-6s %-28s %s\n", "INDEX", "TIME", "CLIENT",
-                           "SOURCE", "ERROR", "METHOD", "PARAMS");
-                    header = true;
-                }
-                print_audit_row(r);
-            }
-            printed++;
-        }
-        uint64_t next = (uint64_t)json_integer_value(json_object_get(v, "next_after"));
-        bool progress = next > after;
-        after = progress ? next : after;
-        json_decref(v);
-        if (c->limit != 0 && printed >= c->limit) {
-            break;
-        }
-        if (!progress) {
-            if (!c->follow) {
-                break;
-            }
-            fflush(stdout);
-            sleep_ms(AUDIT_POLL_MS);
-        }
-    }
-    if (all != NULL) {
-        v = json_pack("{s:o, s:I}", "records", all, "next_after", (json_int_t)after);
-        print_json(v);
-        json_decref(v);
-    } else if (!c->json && !header) {
-        printf("no audit records after %llu\n", (unsigned long long)c->after);
-    }
-    if (!c->json) {
-        fprintf(stderr, "next: --after %llu\n", (unsigned long long)after);
-    }
-    return 0;
-}
-
 struct command {
     const char *group;
     const char *name; /* NULL: a one-word command */
@@ -1520,19 +830,19 @@ static const struct command commands[] = {
     {"client", "modify", OPT_NAME | OPT_SETTINGS | OPT_API_KEY | OPT_BILLING_KEY, 1, 1,
      cmd_client_modify},
     {"client", "delete", 0, 1, 1, cmd_client_delete},
-    {"catalog", "list", OPT_CLIENT | OPT_STALE, 1, 1, cmd_catalog_list},
-    {"catalog", "get", OPT_CLIENT | OPT_STALE, 2, 2, cmd_catalog_get},
-    {"catalog", "create", OPT_CLIENT | OPT_BODY, 1, 1, cmd_catalog_create},
-    {"catalog", "modify", OPT_CLIENT | OPT_BODY, 2, 2, cmd_catalog_modify},
-    {"catalog", "delete", OPT_CLIENT, 2, 2, cmd_catalog_delete},
-    {"tariff", "list", OPT_CLIENT | OPT_STALE, 0, 0, cmd_tariff_list},
-    {"tariff", "get", OPT_CLIENT | OPT_STALE, 1, 1, cmd_tariff_get},
-    {"tariff", "create", OPT_CLIENT | OPT_BODY, 0, 0, cmd_tariff_create},
-    {"tariff", "modify", OPT_CLIENT | OPT_BODY, 1, 1, cmd_tariff_modify},
-    {"tariff", "delete", OPT_CLIENT, 1, 1, cmd_tariff_delete},
-    {"tariff", "channels", OPT_CLIENT | OPT_SET, 1, 2, cmd_tariff_channels},
-    {"tariff", "services", OPT_CLIENT | OPT_SET, 1, 2, cmd_tariff_services},
-    {"audit", NULL, OPT_CLIENT | OPT_AFTER | OPT_LIMIT | OPT_FOLLOW, 0, 0, cmd_audit},
+    {"catalog", "list", OPT_CLIENT | OPT_STALE, 1, 1, ctl_cmd_catalog_list},
+    {"catalog", "get", OPT_CLIENT | OPT_STALE, 2, 2, ctl_cmd_catalog_get},
+    {"catalog", "create", OPT_CLIENT | OPT_BODY, 1, 1, ctl_cmd_catalog_create},
+    {"catalog", "modify", OPT_CLIENT | OPT_BODY, 2, 2, ctl_cmd_catalog_modify},
+    {"catalog", "delete", OPT_CLIENT, 2, 2, ctl_cmd_catalog_delete},
+    {"tariff", "list", OPT_CLIENT | OPT_STALE, 0, 0, ctl_cmd_tariff_list},
+    {"tariff", "get", OPT_CLIENT | OPT_STALE, 1, 1, ctl_cmd_tariff_get},
+    {"tariff", "create", OPT_CLIENT | OPT_BODY, 0, 0, ctl_cmd_tariff_create},
+    {"tariff", "modify", OPT_CLIENT | OPT_BODY, 1, 1, ctl_cmd_tariff_modify},
+    {"tariff", "delete", OPT_CLIENT, 1, 1, ctl_cmd_tariff_delete},
+    {"tariff", "channels", OPT_CLIENT | OPT_SET, 1, 2, ctl_cmd_tariff_channels},
+    {"tariff", "services", OPT_CLIENT | OPT_SET, 1, 2, ctl_cmd_tariff_services},
+    {"audit", NULL, OPT_CLIENT | OPT_AFTER | OPT_LIMIT | OPT_FOLLOW, 0, 0, ctl_cmd_audit},
     {"sample-data", NULL, OPT_ACCOUNTS | OPT_CHANNELS | OPT_SEED | OPT_OUT, 0, 0,
      ctl_cmd_sample_data},
     {"import", NULL, OPT_CLIENT | OPT_BATCH, 1, 1, ctl_cmd_import},

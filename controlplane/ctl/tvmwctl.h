@@ -10,6 +10,7 @@
 #define TVMW_CONTROLPLANE_CTL_TVMWCTL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -52,6 +53,14 @@ struct ctl_ctx {
     uint64_t batch;       /* --batch, 0 if not given */
 };
 
+/* One field of an answer: its key, its label in "label: value" views and its table header
+ * (NULL: not a column). */
+struct ctl_field {
+    const char *key;
+    const char *label;
+    const char *header;
+};
+
 /* Prints msg and the usage line to stderr; returns CTL_EXIT_USAGE. */
 int ctl_usage_error(const char *msg);
 
@@ -77,8 +86,45 @@ int ctl_call(struct ctl_ctx *c, const char *method, const char *path, const json
 /* Prints the error of a non-2xx answer (may be NULL) as ctl_call() does. */
 void ctl_print_http_error(long status, const json_t *answer);
 
-/* tvmwctl_import.c: the bulk-data bundle, see the format at the top of that file. */
+/* ---- output (tvmwctl.c) ---- */
+
+/*
+ * obj[key] as text: a string of obj (valid while obj is) or buf. "*_at" (unix seconds) and
+ * "*_ms" (milliseconds) keys show as UTC times, reals with 2 decimals, objects and arrays as
+ * compact JSON cut to n bytes; a missing key as "-".
+ */
+const char *ctl_render(const json_t *obj, const char *key, char *buf, size_t n);
+/* "label            value", the value cleaned of control bytes. */
+void ctl_print_kv(const char *label, const char *value);
+/* An aligned table of the objects in rows, one column per field with a header. */
+void ctl_print_table(const json_t *rows, const struct ctl_field *f, size_t nf);
+/* v indented, on stdout. */
+void ctl_print_json(const json_t *v);
+
+/* A positive decimal integer up to LLONG_MAX; -1 for anything else. */
+int ctl_parse_id(const char *s, json_int_t *out);
+void ctl_sleep_ms(long ms);
+
+/* ---- commands; args are the words after the command name ---- */
+
+/* tvmwctl_catalog.c: the catalogue, tariffs and audit trail of docs/admin-api.md. */
+int ctl_cmd_catalog_list(struct ctl_ctx *c, char **args);
+int ctl_cmd_catalog_get(struct ctl_ctx *c, char **args);
+int ctl_cmd_catalog_create(struct ctl_ctx *c, char **args);
+int ctl_cmd_catalog_modify(struct ctl_ctx *c, char **args);
+int ctl_cmd_catalog_delete(struct ctl_ctx *c, char **args);
+int ctl_cmd_tariff_list(struct ctl_ctx *c, char **args);
+int ctl_cmd_tariff_get(struct ctl_ctx *c, char **args);
+int ctl_cmd_tariff_create(struct ctl_ctx *c, char **args);
+int ctl_cmd_tariff_modify(struct ctl_ctx *c, char **args);
+int ctl_cmd_tariff_delete(struct ctl_ctx *c, char **args);
+int ctl_cmd_tariff_channels(struct ctl_ctx *c, char **args);
+int ctl_cmd_tariff_services(struct ctl_ctx *c, char **args);
+int ctl_cmd_audit(struct ctl_ctx *c, char **args);
+
+/* tvmwctl_sample.c: writes a demo bundle (format: tvmwctl_import.c). */
 int ctl_cmd_sample_data(struct ctl_ctx *c, char **args);
+/* tvmwctl_import.c: pushes a bundle to a client. */
 int ctl_cmd_import(struct ctl_ctx *c, char **args);
 
 #endif

@@ -1,7 +1,6 @@
 /*
- * Bulk data of one client: the bundle format, `tvmwctl sample-data`, which writes a
- * deterministic demo bundle, and `tvmwctl import`, which pushes a bundle through the admin
- * API (docs/admin-api.md, "Bulk import").
+ * tvmwctl import: pushes a bundle of bulk data to one client through the admin API
+ * (docs/admin-api.md, "Bulk import"). tvmwctl_sample.c writes demo bundles.
  *
  * Bundle format: one JSON object (documented again in docs/admin-api.md, "Bundle format").
  *
@@ -26,19 +25,22 @@
  * a tariff, customer, account or device as the parameter of the same name of tariff/create,
  * customer/create, account/create or account/device/create. Customers need "ext_id" and
  * accounts "abonement": they are the selectors that make a re-run find what the first run made.
- * "balance" becomes one processed transaction/create with id "import-balance-<ext_id>".
+ * "balance" becomes one processed transaction/create with id "import-balance-<ext_id>", in the
+ * same batch as the customer (selected by customer_ext_id, a tvmw extension).
  * "counts" only feeds the progress line.
  *
  * Import order: datacenters, categories, channels, streaming services (one POST each; an
  * object whose name the client already has is reused, not created again), tariffs (by
  * "ext_id", then their channel and service sets with PUT), then customers in chunks through
- * POST .../import: one batch with customer/create, customer/tariff/assign, account/create and
- * account/device/create items, then one with the chunk's balances. Answers meaning "already
- * there" count as existing, not failed, so importing the same bundle twice is harmless.
+ * POST .../import: one batch with customer/create, transaction/create (the balance),
+ * customer/tariff/assign, account/create and account/device/create items. Answers meaning
+ * "already there" count as existing, not failed, so importing the same bundle twice is
+ * harmless, and an interrupted import completes on a re-run.
  *
- * Memory stays bounded by the catalogue and one chunk when "customers" is the last section
- * (as sample-data writes it): customers are then read one by one from the stream. Otherwise
- * the customers array is loaded whole, since the catalogue it refers to comes after it.
+ * Memory stays bounded by the catalogue and one chunk when "customers" comes after all the
+ * other sections (as sample-data writes it): customers are then read one at a time from the
+ * file or pipe. Otherwise the customers array is loaded whole, since what it refers to comes
+ * after it.
  */
 #include "controlplane/ctl/tvmwctl.h"
 
@@ -53,11 +55,6 @@
 
 #include <jansson.h>
 
-#define SAMPLE_DEFAULT_ACCOUNTS 50
-#define SAMPLE_DEFAULT_CHANNELS 200
-#define SAMPLE_FIRST_ABONEMENT  1000001u
-#define SAMPLE_OUT_BUFFER       (1u << 20)
-
 #define IMPORT_DEFAULT_BATCH   2000
 #define IMPORT_MAX_BATCH_BYTES (900u << 10) /* under the server's default 1 MiB body limit */
 #define IMPORT_SHOW_FAILURES   10
@@ -68,593 +65,7 @@
 
 #define NELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
-/* ---- deterministic random numbers (splitmix64) ---------------------------------------------- */
-
-struct rng {
-    uint64_t s;
-};
-
-static uint64_t rng_next(struct rng *r)
-{
-    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static uint32_t rng_below(struct rng *r, uint32_t n)
-{
-    return (uint32_t)(rng_next(r) % n); /* the bias is far below what a demo can show */
-}
-
-static bool rng_percent(struct rng *r, unsigned percent)
-{
-    return rng_below(r, 100) < percent;
-}
-
-/* ---- sample data tables --------------------------------------------------------------------- */
-
-enum {
-    CAT_FEDERAL,
-    CAT_NEWS,
-    CAT_SPORTS,
-    CAT_MOVIES,
-    CAT_SERIES,
-    CAT_KIDS,
-    CAT_MUSIC,
-    CAT_DOCUMENTARY,
-    CAT_ENTERTAINMENT,
-    CAT_REGIONAL,
-    CAT_EDUCATION,
-    CAT_LIFESTYLE,
-    CAT_COUNT
-};
-
-static const struct {
-    const char *key;
-    const char *name;
-    const char *slug; /* for generated channel names */
-} categories[CAT_COUNT] = {
-    {"cat-federal", "Federal", "federal"},
-    {"cat-news", "News", "news"},
-    {"cat-sports", "Sports", "sports"},
-    {"cat-movies", "Movies", "movies"},
-    {"cat-series", "Series", "series"},
-    {"cat-kids", "Kids", "kids"},
-    {"cat-music", "Music", "music"},
-    {"cat-documentary", "Documentary", "documentary"},
-    {"cat-entertainment", "Entertainment", "entertainment"},
-    {"cat-regional", "Regional", "regional"},
-    {"cat-education", "Education", "education"},
-    {"cat-lifestyle", "Lifestyle", "lifestyle"},
-};
-
-static const struct {
-    const char *name;
-    const char *slug;
-    int category;
-} base_channels[] = {
-    {"Первый канал", "perviy", CAT_FEDERAL},
-    {"Россия 1", "russia1", CAT_FEDERAL},
-    {"НТВ", "ntv", CAT_FEDERAL},
-    {"Пятый канал", "5kanal", CAT_FEDERAL},
-    {"Россия К", "russiak", CAT_FEDERAL},
-    {"Россия 24", "russia24", CAT_NEWS},
-    {"Карусель", "karusel", CAT_KIDS},
-    {"ОТР", "otr", CAT_FEDERAL},
-    {"ТВ Центр", "tvc", CAT_FEDERAL},
-    {"РЕН ТВ", "rentv", CAT_ENTERTAINMENT},
-    {"Спас", "spas", CAT_FEDERAL},
-    {"СТС", "sts", CAT_ENTERTAINMENT},
-    {"Домашний", "domashniy", CAT_LIFESTYLE},
-    {"ТВ-3", "tv3", CAT_ENTERTAINMENT},
-    {"Пятница!", "friday", CAT_ENTERTAINMENT},
-    {"Звезда", "zvezda", CAT_FEDERAL},
-    {"Мир", "mir", CAT_FEDERAL},
-    {"ТНТ", "tnt", CAT_ENTERTAINMENT},
-    {"Муз-ТВ", "muztv", CAT_MUSIC},
-    {"Матч ТВ", "matchtv", CAT_SPORTS},
-    {"РБК", "rbc", CAT_NEWS},
-    {"Известия", "izvestia", CAT_NEWS},
-    {"Euronews", "euronews", CAT_NEWS},
-    {"BBC World News", "bbcworld", CAT_NEWS},
-    {"CNN International", "cnn", CAT_NEWS},
-    {"DW", "dw", CAT_NEWS},
-    {"France 24", "france24", CAT_NEWS},
-    {"Матч! Футбол 1", "match-football1", CAT_SPORTS},
-    {"Матч! Футбол 2", "match-football2", CAT_SPORTS},
-    {"Матч! Арена", "match-arena", CAT_SPORTS},
-    {"Матч! Игра", "match-igra", CAT_SPORTS},
-    {"Eurosport 1", "eurosport1", CAT_SPORTS},
-    {"Eurosport 2", "eurosport2", CAT_SPORTS},
-    {"Setanta Sports", "setanta", CAT_SPORTS},
-    {"Дом кино", "domkino", CAT_MOVIES},
-    {"Кинопремьера", "kinopremiera", CAT_MOVIES},
-    {"TV1000", "tv1000", CAT_MOVIES},
-    {"TV1000 Action", "tv1000action", CAT_MOVIES},
-    {"Кинохит", "kinohit", CAT_MOVIES},
-    {"Мосфильм. Золотая коллекция", "mosfilm", CAT_MOVIES},
-    {"Paramount Channel", "paramount", CAT_MOVIES},
-    {"Русский сериал", "russerial", CAT_SERIES},
-    {"Sony Channel", "sony", CAT_SERIES},
-    {"Fox", "fox", CAT_SERIES},
-    {"Комедия", "komedia", CAT_SERIES},
-    {"Мультимания", "multimania", CAT_KIDS},
-    {"Nickelodeon", "nick", CAT_KIDS},
-    {"Disney", "disney", CAT_KIDS},
-    {"Cartoon Network", "cartoon", CAT_KIDS},
-    {"Детский мир", "detskiymir", CAT_KIDS},
-    {"MTV Live", "mtvlive", CAT_MUSIC},
-    {"Europa Plus TV", "europaplus", CAT_MUSIC},
-    {"RU.TV", "rutv", CAT_MUSIC},
-    {"Bridge TV", "bridge", CAT_MUSIC},
-    {"Ля-минор", "laminor", CAT_MUSIC},
-    {"Discovery Channel", "discovery", CAT_DOCUMENTARY},
-    {"National Geographic", "natgeo", CAT_DOCUMENTARY},
-    {"Animal Planet", "animalplanet", CAT_DOCUMENTARY},
-    {"History", "history", CAT_DOCUMENTARY},
-    {"Viasat History", "viasathistory", CAT_DOCUMENTARY},
-    {"Моя планета", "myplanet", CAT_DOCUMENTARY},
-    {"Наука", "nauka", CAT_EDUCATION},
-    {"Живая планета", "zhivaya", CAT_EDUCATION},
-    {"Ю", "utv", CAT_ENTERTAINMENT},
-    {"Суббота!", "subbota", CAT_ENTERTAINMENT},
-    {"Санкт-Петербург", "spbtv", CAT_REGIONAL},
-    {"Москва 24", "moscow24", CAT_REGIONAL},
-    {"Москва Доверие", "doverie", CAT_REGIONAL},
-    {"Татарстан 24", "tatarstan24", CAT_REGIONAL},
-    {"Кубань 24", "kuban24", CAT_REGIONAL},
-    {"Кухня ТВ", "kuhnya", CAT_LIFESTYLE},
-    {"Охота и рыбалка", "ohota", CAT_LIFESTYLE},
-    {"Усадьба", "usadba", CAT_LIFESTYLE},
-    {"Fashion TV", "ftv", CAT_LIFESTYLE},
-};
-
-static const struct {
-    const char *key;
-    const char *name;
-    const char *code;
-} datacenters[] = {
-    {"dc1", "Moscow DC1", "msk1"},
-    {"dc2", "Moscow DC2", "msk2"},
-    {"dc3", "Saint Petersburg", "spb1"},
-};
-
-enum { TARIFF_BASIC_COUNT = 3, TARIFF_COUNT = 6 };
-
-/* Basic tariffs carry a share of every category; additional ones whole categories. */
-static const struct {
-    const char *name;
-    unsigned priority; /* basic_tariff_priority: > 0 is basic */
-    unsigned price_cents;
-    unsigned sessions, basic_sessions;
-    unsigned share; /* percent of the channels of a basic tariff */
-    int categories[3];
-} tariffs[TARIFF_COUNT] = {
-    {"Basic", 5, 29900, 2, 1, 75, {-1, -1, -1}},
-    {"Basic Plus", 8, 49900, 3, 2, 95, {-1, -1, -1}},
-    {"Social", 1, 9900, 1, 1, 55, {-1, -1, -1}},
-    {"Sports", 0, 19900, 2, 0, 0, {CAT_SPORTS, -1, -1}},
-    {"Cinema", 0, 24900, 2, 0, 0, {CAT_MOVIES, CAT_SERIES, -1}},
-    {"Kids", 0, 9900, 2, 0, 0, {CAT_KIDS, CAT_EDUCATION, -1}},
-};
-
-struct name {
-    const char *text;
-    const char *latin; /* for e-mail addresses */
-};
-
-static const struct name ru_male[] = {
-    {"Александр", "aleksandr"}, {"Дмитрий", "dmitry"},   {"Максим", "maksim"},
-    {"Сергей", "sergey"},       {"Андрей", "andrey"},    {"Алексей", "aleksey"},
-    {"Артём", "artem"},         {"Илья", "ilya"},        {"Кирилл", "kirill"},
-    {"Михаил", "mikhail"},      {"Никита", "nikita"},    {"Роман", "roman"},
-    {"Егор", "egor"},           {"Иван", "ivan"},        {"Денис", "denis"},
-    {"Евгений", "evgeny"},      {"Владимир", "vladimir"}, {"Павел", "pavel"},
-    {"Олег", "oleg"},           {"Игорь", "igor"},       {"Николай", "nikolay"},
-    {"Виктор", "viktor"},
-};
-
-static const struct name ru_female[] = {
-    {"Анна", "anna"},           {"Мария", "maria"},       {"Елена", "elena"},
-    {"Ольга", "olga"},          {"Наталья", "natalya"},   {"Татьяна", "tatyana"},
-    {"Ирина", "irina"},         {"Екатерина", "ekaterina"}, {"Светлана", "svetlana"},
-    {"Юлия", "yulia"},          {"Анастасия", "anastasia"}, {"Дарья", "darya"},
-    {"Полина", "polina"},       {"Виктория", "viktoria"}, {"Ксения", "ksenia"},
-    {"Алина", "alina"},         {"Марина", "marina"},     {"Людмила", "lyudmila"},
-    {"Галина", "galina"},       {"Софья", "sofya"},
-};
-
-/* Male forms; the female form adds "а" (Иванов, Иванова). */
-static const struct name ru_last[] = {
-    {"Иванов", "ivanov"},     {"Смирнов", "smirnov"},     {"Кузнецов", "kuznetsov"},
-    {"Попов", "popov"},       {"Васильев", "vasiliev"},   {"Петров", "petrov"},
-    {"Соколов", "sokolov"},   {"Михайлов", "mikhailov"},  {"Новиков", "novikov"},
-    {"Фёдоров", "fedorov"},   {"Морозов", "morozov"},     {"Волков", "volkov"},
-    {"Алексеев", "alekseev"}, {"Лебедев", "lebedev"},     {"Семёнов", "semenov"},
-    {"Егоров", "egorov"},     {"Павлов", "pavlov"},       {"Козлов", "kozlov"},
-    {"Степанов", "stepanov"}, {"Николаев", "nikolaev"},   {"Орлов", "orlov"},
-    {"Андреев", "andreev"},   {"Макаров", "makarov"},     {"Никитин", "nikitin"},
-    {"Захаров", "zakharov"},  {"Зайцев", "zaitsev"},      {"Соловьёв", "solovyov"},
-    {"Борисов", "borisov"},   {"Яковлев", "yakovlev"},    {"Григорьев", "grigoriev"},
-    {"Романов", "romanov"},   {"Воробьёв", "vorobyov"},   {"Белов", "belov"},
-    {"Тихонов", "tikhonov"},  {"Комаров", "komarov"},
-};
-
-static const char *const en_first[] = {
-    "James", "Mary",   "John",    "Patricia", "Robert",  "Jennifer", "Michael", "Linda",
-    "William", "Elizabeth", "David", "Barbara", "Richard", "Susan",  "Joseph",  "Jessica",
-    "Thomas", "Sarah", "Charles", "Karen",    "Daniel",  "Emily",    "Matthew", "Olivia",
-    "Oliver", "Sophie", "George", "Emma",     "Harry",   "Chloe",
-};
-
-static const char *const en_last[] = {
-    "Smith",  "Johnson", "Williams", "Brown", "Jones",  "Miller", "Davis",  "Wilson",
-    "Anderson", "Taylor", "Thomas",  "Moore", "Jackson", "Martin", "Lee",   "Thompson",
-    "White",  "Harris",  "Clark",    "Lewis", "Walker", "Hall",   "Young",  "King",
-    "Wright", "Scott",   "Green",    "Baker", "Adams",  "Hill",
-};
-
-static const char *const mail_domains[] = {"example.com", "example.org", "example.net"};
-
-/* Device types of the Billing API with the share of devices, in percent. */
-static const struct {
-    const char *system_name;
-    unsigned share;
-} device_types[] = {
-    {"mag", 20},     {"tvip", 10},    {"android_stb", 15}, {"android", 20},
-    {"ios", 10},     {"tizen_tv", 10}, {"lg_webos", 10},   {"kodi", 5},
-};
-
-static const unsigned archive_days[] = {1, 3, 7, 7, 14, 14, 30};
-
-/* ---- sample-data ------------------------------------------------------------------------------ */
-
-struct sample_channel {
-    char key[16];
-    int category;
-};
-
-struct sample {
-    FILE *out;
-    struct rng r;     /* everything but the shape */
-    struct rng shape; /* accounts per customer and devices per account only */
-    uint64_t accounts, channels;
-    struct sample_channel *chan;
-    uint64_t devices_made, mag_made;
-};
-
-/* Writes s as a JSON string. */
-static void put_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s != '\0'; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') {
-            fputc('\\', f);
-            fputc(ch, f);
-        } else if (ch < 0x20) {
-            fprintf(f, "\\u%04x", ch);
-        } else {
-            fputc(ch, f);
-        }
-    }
-    fputc('"', f);
-}
-
-/*
- * The shape of the next customer: its accounts (1 or 2, at most left) and the devices of each
- * (0-2). It comes from its own generator so that the counts can be known before writing.
- */
-static unsigned next_shape(struct rng *shape, uint64_t left, unsigned devices[2])
-{
-    unsigned n = rng_percent(shape, 40) && left >= 2 ? 2 : 1;
-
-    for (unsigned i = 0; i < n; i++) {
-        devices[i] = rng_below(shape, 3);
-    }
-    return n;
-}
-
-static void sample_counts(const struct sample *s)
-{
-    struct rng shape = {s->shape.s};
-    uint64_t left = s->accounts, customers = 0, devices = 0;
-    unsigned dev[2];
-
-    while (left > 0) {
-        unsigned n = next_shape(&shape, left, dev);
-        customers++;
-        left -= n;
-        for (unsigned i = 0; i < n; i++) {
-            devices += dev[i];
-        }
-    }
-    fprintf(s->out,
-            "{\"counts\": {\"customers\": %" PRIu64 ", \"accounts\": %" PRIu64
-            ", \"devices\": %" PRIu64 "},\n",
-            customers, s->accounts, devices);
-}
-
-static void sample_catalogue(struct sample *s)
-{
-    FILE *f = s->out;
-
-    fputs("\"datacenters\": [\n", f);
-    for (size_t i = 0; i < NELEMS(datacenters); i++) {
-        fprintf(f, "{\"key\": \"%s\", \"name\": \"%s\", \"code\": \"%s\"}%s\n", datacenters[i].key,
-                datacenters[i].name, datacenters[i].code, i + 1 < NELEMS(datacenters) ? "," : "");
-    }
-    fputs("],\n\"categories\": [\n", f);
-    for (size_t i = 0; i < CAT_COUNT; i++) {
-        fprintf(f, "{\"key\": \"%s\", \"name\": \"%s\", \"order\": %zu}%s\n", categories[i].key,
-                categories[i].name, (i + 1) * 10, i + 1 < CAT_COUNT ? "," : "");
-    }
-    fputs("],\n\"channels\": [\n", f);
-    for (uint64_t n = 1; n <= s->channels; n++) {
-        struct sample_channel *ch = &s->chan[n - 1];
-        char name[128], slug[64];
-        unsigned archive = 0;
-
-        if (n <= NELEMS(base_channels)) {
-            ch->category = base_channels[n - 1].category;
-            snprintf(name, sizeof(name), "%s", base_channels[n - 1].name);
-            snprintf(slug, sizeof(slug), "%s", base_channels[n - 1].slug);
-        } else {
-            ch->category = (int)rng_below(&s->r, CAT_COUNT);
-            snprintf(name, sizeof(name), "%s Channel %" PRIu64, categories[ch->category].name, n);
-            snprintf(slug, sizeof(slug), "%s-%" PRIu64, categories[ch->category].slug, n);
-        }
-        if (rng_percent(&s->r, 45)) {
-            archive = archive_days[rng_below(&s->r, NELEMS(archive_days))];
-        }
-        snprintf(ch->key, sizeof(ch->key), "ch-%" PRIu64, n);
-        fprintf(f, "{\"key\": \"%s\", \"name\": ", ch->key);
-        put_str(f, name);
-        fprintf(f,
-                ", \"number\": %" PRIu64 ", \"category\": \"%s\", "
-                "\"icon\": \"https://example.com/icons/%" PRIu64 ".png\", "
-                "\"epg_channel_id\": \"%s.tv\", \"stream_name\": \"%s\", \"archive_days\": %u}%s\n",
-                n, categories[ch->category].key, n, slug, slug, archive,
-                n < s->channels ? "," : "");
-    }
-    fputs("],\n\"streaming_services\": [\n", f);
-    for (size_t i = 0; i < NELEMS(datacenters); i++) {
-        const char *dc = datacenters[i].key;
-        fprintf(f,
-                "{\"key\": \"fl-%s\", \"name\": \"Flussonic %s\", \"type\": \"flussonic\", "
-                "\"datacenter\": \"%s\", \"url_masks\": {"
-                "\"live\": \"http://fl-%s.example.net/$stream_name/index.m3u8?token=$token\", "
-                "\"archive\": \"http://fl-%s.example.net/$stream_name/"
-                "archive-$flpbt-$flpdur.m3u8?token=$token\"}, \"weight\": 100},\n",
-                dc, datacenters[i].name, dc, dc, dc);
-        fprintf(f,
-                "{\"key\": \"astra-%s\", \"name\": \"Astra %s\", \"type\": \"astra\", "
-                "\"datacenter\": \"%s\", \"url_masks\": {"
-                "\"live\": \"http://astra-%s.example.net/$stream_name?token=$token\"}, "
-                "\"weight\": 50}%s\n",
-                dc, datacenters[i].name, dc, dc, i + 1 < NELEMS(datacenters) ? "," : "");
-    }
-    fputs("],\n", f);
-}
-
-static bool tariff_has_category(size_t t, int category)
-{
-    for (size_t i = 0; i < NELEMS(tariffs[t].categories); i++) {
-        if (tariffs[t].categories[i] == category) {
-            return true;
-        }
-    }
-    return false;
-}
-
-static void sample_tariffs(struct sample *s)
-{
-    FILE *f = s->out;
-
-    fputs("\"tariffs\": [\n", f);
-    for (size_t t = 0; t < TARIFF_COUNT; t++) {
-        bool first = true;
-
-        fprintf(f,
-                "{\"ext_id\": \"T-%zu\", \"name\": \"%s\", \"period\": 1, \"price\": %u.%02u, "
-                "\"sessions_count\": %u, \"basic_sessions_count\": %u, "
-                "\"basic_tariff_priority\": %u, \"channels\": [",
-                t + 1, tariffs[t].name, tariffs[t].price_cents / 100, tariffs[t].price_cents % 100,
-                tariffs[t].sessions, tariffs[t].basic_sessions, tariffs[t].priority);
-        for (uint64_t n = 0; n < s->channels; n++) {
-            bool in = tariffs[t].priority > 0
-                          ? s->chan[n].category == CAT_FEDERAL ||
-                                rng_percent(&s->r, tariffs[t].share)
-                          : tariff_has_category(t, s->chan[n].category);
-            if (in) {
-                fprintf(f, "%s\"%s\"", first ? "" : ", ", s->chan[n].key);
-                first = false;
-            }
-        }
-        fputs("], \"streaming_services\": [", f);
-        for (size_t i = 0; i < NELEMS(datacenters); i++) {
-            fprintf(f, "%s\"fl-%s\", \"astra-%s\"", i == 0 ? "" : ", ", datacenters[i].key,
-                    datacenters[i].key);
-        }
-        fprintf(f, "]}%s\n", t + 1 < TARIFF_COUNT ? "," : "");
-    }
-    fputs("],\n", f);
-}
-
-/* A bijection of the low bits-bit integers: consecutive counters give scattered values. */
-static uint64_t scatter(uint64_t x, unsigned bits)
-{
-    uint64_t mask = (1ull << bits) - 1;
-
-    x = (x + 0x5bd1e995ull) & mask; /* counter 0 must not give 00:00:00 */
-    x = (x * 0x9e3779b97f4a7c15ull) & mask; /* odd multiplier: a bijection mod 2^bits */
-    x ^= x >> (bits / 2);
-    x = (x * 0xd6e8feb86659fd93ull) & mask;
-    return x ^ (x >> (bits / 2));
-}
-
-/* A MAC-like device uid, unique in the bundle: MAG boxes in Infomir's OUI 00:1A:79, the rest
- * as locally administered addresses (02:...). */
-static void device_uid(struct sample *s, bool mag, char out[18])
-{
-    uint64_t v;
-
-    if (mag && s->mag_made < (1u << 24)) {
-        v = scatter(s->mag_made++, 24);
-        snprintf(out, 18, "00:1A:79:%02X:%02X:%02X", (unsigned)(v >> 16) & 0xff,
-                 (unsigned)(v >> 8) & 0xff, (unsigned)v & 0xff);
-    } else {
-        v = scatter(s->devices_made, 40);
-        snprintf(out, 18, "02:%02X:%02X:%02X:%02X:%02X", (unsigned)(v >> 32) & 0xff,
-                 (unsigned)(v >> 24) & 0xff, (unsigned)(v >> 16) & 0xff, (unsigned)(v >> 8) & 0xff,
-                 (unsigned)v & 0xff);
-    }
-    s->devices_made++;
-}
-
-static const char *pick_device_type(struct rng *r)
-{
-    unsigned x = rng_below(r, 100);
-
-    for (size_t i = 0; i < NELEMS(device_types); i++) {
-        if (x < device_types[i].share) {
-            return device_types[i].system_name;
-        }
-        x -= device_types[i].share;
-    }
-    return device_types[0].system_name;
-}
-
-static void sample_person(struct sample *s, uint64_t n)
-{
-    FILE *f = s->out;
-    char first[64], last[64], mail_first[64], mail_last[64], phone[24];
-    struct rng *r = &s->r;
-
-    if (rng_percent(r, 70)) {
-        bool female = rng_percent(r, 50);
-        const struct name *fn = female ? &ru_female[rng_below(r, NELEMS(ru_female))]
-                                       : &ru_male[rng_below(r, NELEMS(ru_male))];
-        const struct name *ln = &ru_last[rng_below(r, NELEMS(ru_last))];
-        snprintf(first, sizeof(first), "%s", fn->text);
-        snprintf(last, sizeof(last), "%s%s", ln->text, female ? "а" : "");
-        snprintf(mail_first, sizeof(mail_first), "%s", fn->latin);
-        snprintf(mail_last, sizeof(mail_last), "%s%s", ln->latin, female ? "a" : "");
-        snprintf(phone, sizeof(phone), "+79%09u", rng_below(r, 1000000000u));
-    } else {
-        snprintf(first, sizeof(first), "%s", en_first[rng_below(r, NELEMS(en_first))]);
-        snprintf(last, sizeof(last), "%s", en_last[rng_below(r, NELEMS(en_last))]);
-        snprintf(mail_first, sizeof(mail_first), "%s", first);
-        snprintf(mail_last, sizeof(mail_last), "%s", last);
-        for (char *p = mail_first; *p != '\0'; p++) {
-            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
-        }
-        for (char *p = mail_last; *p != '\0'; p++) {
-            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
-        }
-        snprintf(phone, sizeof(phone), "+447700900%03u", rng_below(r, 1000)); /* Ofcom drama */
-    }
-    fprintf(f, "{\"ext_id\": \"C-%" PRIu64 "\", \"firstname\": \"%s\", \"lastname\": \"%s\", ", n,
-            first, last);
-    fprintf(f,
-            "\"mobile_phone_number\": \"%s\", \"email\": \"%s.%s%" PRIu64 "@%s\", "
-            "\"balance\": %u.%02u, ",
-            phone, mail_first, mail_last, n, mail_domains[rng_below(r, NELEMS(mail_domains))],
-            100 + rng_below(r, 4900), rng_below(r, 100));
-}
-
-static void sample_customer_tariffs(struct sample *s)
-{
-    unsigned basic = rng_below(&s->r, 100), extra = rng_below(&s->r, 3);
-    unsigned first = basic < 55 ? 1 : basic < 85 ? 2 : 3;
-    unsigned add = TARIFF_BASIC_COUNT + 1 + rng_below(&s->r, TARIFF_COUNT - TARIFF_BASIC_COUNT);
-
-    fprintf(s->out, "\"tariffs\": [\"T-%u\"", first);
-    for (unsigned i = 0; i < extra; i++) {
-        fprintf(s->out, ", \"T-%u\"", add);
-        add = add == TARIFF_COUNT ? TARIFF_BASIC_COUNT + 1 : add + 1; /* distinct */
-    }
-    fputs("], ", s->out);
-}
-
-static void sample_customers(struct sample *s)
-{
-    FILE *f = s->out;
-    uint64_t left = s->accounts, abonement = SAMPLE_FIRST_ABONEMENT, n = 0;
-    unsigned dev[2];
-
-    fputs("\"customers\": [\n", f);
-    while (left > 0) {
-        unsigned na = next_shape(&s->shape, left, dev);
-
-        left -= na;
-        sample_person(s, ++n);
-        sample_customer_tariffs(s);
-        fputs("\"accounts\": [", f);
-        for (unsigned a = 0; a < na; a++) {
-            fprintf(f,
-                    "%s{\"abonement\": \"%" PRIu64 "\", \"password\": \"%06u\", "
-                    "\"allow_login_by_abonement\": %d, \"allow_login_by_device_uid\": %d, "
-                    "\"devices\": [",
-                    a == 0 ? "" : ", ", abonement++, rng_below(&s->r, 1000000),
-                    rng_percent(&s->r, 25) ? 1 : 0, rng_percent(&s->r, 70) ? 1 : 0);
-            for (unsigned d = 0; d < dev[a]; d++) {
-                const char *type = pick_device_type(&s->r);
-                char uid[18];
-                device_uid(s, strcmp(type, "mag") == 0, uid);
-                fprintf(f, "%s{\"system_name\": \"%s\", \"device_uid\": \"%s\"}", d == 0 ? "" : ", ",
-                        type, uid);
-            }
-            fputs("]}", f);
-        }
-        fprintf(f, "]}%s\n", left > 0 ? "," : "");
-    }
-    fputs("]}\n", f);
-}
-
-int ctl_cmd_sample_data(struct ctl_ctx *c, char **args)
-{
-    struct sample s = {
-        .out = stdout,
-        .r = {c->seed},
-        .shape = {c->seed ^ 0x5ca1ab1e5eed5eedull},
-        .accounts = c->accounts != 0 ? c->accounts : SAMPLE_DEFAULT_ACCOUNTS,
-        .channels = c->channels != 0 ? c->channels : SAMPLE_DEFAULT_CHANNELS,
-    };
-    int rv = 0;
-
-    (void)args;
-    s.chan = calloc(s.channels, sizeof(*s.chan));
-    if (s.chan == NULL) {
-        fprintf(stderr, "tvmwctl: out of memory\n");
-        return 1;
-    }
-    if (c->out_file != NULL && (s.out = fopen(c->out_file, "we")) == NULL) {
-        fprintf(stderr, "tvmwctl: cannot create %s: %s\n", c->out_file, strerror(errno));
-        free(s.chan);
-        return 1;
-    }
-    setvbuf(s.out, NULL, _IOFBF, SAMPLE_OUT_BUFFER);
-    sample_counts(&s);
-    sample_catalogue(&s);
-    sample_tariffs(&s);
-    sample_customers(&s);
-    if (fflush(s.out) != 0 || ferror(s.out)) {
-        fprintf(stderr, "tvmwctl: cannot write %s: %s\n",
-                c->out_file != NULL ? c->out_file : "stdout", strerror(errno));
-        rv = 1;
-    }
-    if (s.out != stdout && fclose(s.out) != 0 && rv == 0) {
-        fprintf(stderr, "tvmwctl: cannot write %s: %s\n", c->out_file, strerror(errno));
-        rv = 1;
-    }
-    free(s.chan);
-    return rv;
-}
-
-/* ---- import: state and reporting -------------------------------------------------------------- */
+/* ---- import: state and reporting ------------------------------------------------------------ */
 
 enum stat_kind {
     ST_DATACENTERS,
@@ -676,7 +87,7 @@ struct stat {
 };
 
 static const char *const stat_names[ST_COUNT] = {
-    "datacenters", "categories",  "channels", "streaming_services",
+    "datacenters", "categories",  "channels",  "streaming_services",
     "tariffs",     "tariff_sets", "customers", "tariff_assignments",
     "accounts",    "devices",     "balances",
 };
@@ -703,17 +114,8 @@ static const struct imp_kind imp_kinds[K_COUNT] = {
      "datacenter", "datacenter_id", K_DATACENTERS},
 };
 
-/* What a customer of the current chunk needs for its balance. */
-struct pending {
-    char *ext_id;
-    char amount[40]; /* "" if no balance */
-    size_t item;     /* its customer/create item in the batch */
-};
-
 struct chunk {
     json_t *items;
-    struct pending *cust; /* at most one customer per item */
-    size_t ncust;
     size_t bytes; /* estimated size of the batch's JSON */
 };
 
@@ -723,14 +125,14 @@ struct imp {
     size_t batch_max;
     json_t *sections[K_COUNT + 1]; /* catalogue kinds, then tariffs; NULL if not (yet) read */
     bool catalogue_pushed;
-    json_t *keys[K_COUNT];          /* bundle key -> id, per kind */
-    json_t *tariff_ids;             /* ext_id -> id, as the server has them */
+    json_t *keys[K_COUNT]; /* bundle key -> id, per kind */
+    json_t *tariff_ids;    /* ext_id -> id, as the server has them */
     uint64_t total_customers, total_accounts;
     struct stat st[ST_COUNT];
     uint64_t failures_shown, batches, items;
     uint64_t customers_done, accounts_done;
     struct timespec start, customers_start;
-    uint64_t last_progress_ms;
+    uint64_t last_progress_ms, last_shown_done;
     bool tty, progress_shown;
 };
 
@@ -777,10 +179,15 @@ static void progress(struct imp *im, bool final)
     char cust[64], acc[64];
     double secs = seconds_since(&im->customers_start);
 
-    if (!final && now - im->last_progress_ms < (im->tty ? IMPORT_TTY_EVERY_MS : IMPORT_LOG_EVERY_MS)) {
+    if (!final &&
+        now - im->last_progress_ms < (im->tty ? IMPORT_TTY_EVERY_MS : IMPORT_LOG_EVERY_MS)) {
         return;
     }
+    if (final && !im->tty && im->last_shown_done == im->customers_done) {
+        return; /* the last line already says it */
+    }
     im->last_progress_ms = now;
+    im->last_shown_done = im->customers_done;
     if (im->total_customers != 0) {
         snprintf(cust, sizeof(cust), "%" PRIu64 "/%" PRIu64, im->customers_done,
                  im->total_customers);
@@ -900,12 +307,12 @@ static json_t *param_text(const json_t *v)
 }
 
 /* Copies every member of from except those in skip into params as text. */
-static void add_params(json_t *params, const json_t *from, const char *const *skip)
+static void add_params(json_t *params, json_t *from, const char *const *skip)
 {
     const char *key;
     json_t *v;
 
-    json_object_foreach((json_t *)from, key, v)
+    json_object_foreach(from, key, v)
     {
         const char *const *s = skip;
         while (*s != NULL && strcmp(*s, key) != 0) {
@@ -921,14 +328,14 @@ static void add_params(json_t *params, const json_t *from, const char *const *sk
 }
 
 /* Rough size of an item in the request: enough to keep a batch under the body limit. */
-static size_t item_bytes(const json_t *item)
+static size_t item_bytes(json_t *item)
 {
-    const json_t *params = json_object_get(item, "params");
+    json_t *params = json_object_get(item, "params");
     const char *key;
     json_t *v;
     size_t n = 40 + strlen(json_string_value(json_object_get(item, "method")));
 
-    json_object_foreach((json_t *)params, key, v)
+    json_object_foreach(params, key, v)
     {
         n += strlen(key) + json_string_length(v) * 2 + 8; /* *2: escapes of non-ASCII text */
     }
@@ -940,7 +347,7 @@ static json_t *new_item(const char *method, json_t *params)
     return json_pack("{s:s, s:o}", "method", method, "params", params);
 }
 
-/* ---- import: the catalogue -------------------------------------------------------------------- */
+/* ---- import: the catalogue ------------------------------------------------------------------ */
 
 /* name -> id of the objects the client already has (the lowest id wins). */
 static int load_names(struct imp *im, const struct imp_kind *k, json_t **out)
@@ -967,10 +374,10 @@ static int load_names(struct imp *im, const struct imp_kind *k, json_t **out)
 }
 
 /* The admin API fields of a bundle object: all members but "key", the reference resolved. */
-static int catalogue_fields(struct imp *im, const struct imp_kind *k, const json_t *obj,
-                            json_t **out, char *err, size_t n)
+static int catalogue_fields(struct imp *im, const struct imp_kind *k, json_t *obj, json_t **out,
+                            char *err, size_t n)
 {
-    json_t *fields = json_copy((json_t *)obj);
+    json_t *fields = json_copy(obj);
     json_t *ref = k->ref_member != NULL ? json_object_get(fields, k->ref_member) : NULL;
 
     json_object_del(fields, "key");
@@ -1080,7 +487,7 @@ static int load_tariffs(struct imp *im)
 }
 
 /* PUT the channel or service set of a tariff from the bundle keys in list. */
-static int put_tariff_set(struct imp *im, const char *what, json_int_t tariff, const json_t *list,
+static int put_tariff_set(struct imp *im, const char *what, json_int_t tariff, json_t *list,
                           int kind, const char *suffix)
 {
     json_t *ids = json_array(), *key, *body, *v = NULL;
@@ -1088,12 +495,12 @@ static int put_tariff_set(struct imp *im, const char *what, json_int_t tariff, c
     size_t i;
     long status;
 
-    json_array_foreach((json_t *)list, i, key)
+    json_array_foreach(list, i, key)
     {
         json_t *id = json_object_get(im->keys[kind], json_string_value(key));
         if (id == NULL) {
-            failure(im, ST_TARIFF_SETS, what, NULL, "%s[%zu] is no %s key of the bundle", suffix,
-                    i, imp_kinds[kind].one_key);
+            failure(im, ST_TARIFF_SETS, what, NULL, "%s[%zu] is no %s key of the bundle", suffix, i,
+                    imp_kinds[kind].one_key);
             json_decref(ids);
             return 0;
         }
@@ -1118,8 +525,7 @@ static int put_tariff_set(struct imp *im, const char *what, json_int_t tariff, c
 }
 
 /* Creates one tariff unless its ext_id exists; *id is 0 when it failed. */
-static int push_tariff(struct imp *im, const char *what, const json_t *t, const char *ext,
-                       json_int_t *id)
+static int push_tariff(struct imp *im, const char *what, json_t *t, const char *ext, json_int_t *id)
 {
     static const char *const skip[] = {"channels", "streaming_services", NULL};
     json_t *body = json_object(), *v = NULL;
@@ -1134,7 +540,7 @@ static int push_tariff(struct imp *im, const char *what, const json_t *t, const 
         json_decref(body);
         return 0;
     }
-    json_object_foreach((json_t *)t, key, val)
+    json_object_foreach(t, key, val)
     {
         const char *const *s = skip;
         while (*s != NULL && strcmp(*s, key) != 0) {
@@ -1190,8 +596,8 @@ static int push_tariffs(struct imp *im)
     json_array_foreach(list, i, t)
     {
         const char *ext = json_string_value(json_object_get(t, "ext_id"));
-        const json_t *chans = json_object_get(t, "channels");
-        const json_t *svcs = json_object_get(t, "streaming_services");
+        json_t *chans = json_object_get(t, "channels");
+        json_t *svcs = json_object_get(t, "streaming_services");
         json_int_t id;
 
         snprintf(what, sizeof(what), "tariffs[%zu] %.64s", i, ext != NULL ? ext : "");
@@ -1230,7 +636,7 @@ static int push_catalogue(struct imp *im)
     return push_tariffs(im);
 }
 
-/* ---- import: customers ------------------------------------------------------------------------ */
+/* ---- import: customers ---------------------------------------------------------------------- */
 
 /* What an item's reply means: created, existing ("already there": a re-run) or failed. */
 static const struct {
@@ -1245,8 +651,8 @@ static const struct {
     {"transaction/create", ST_BALANCES, 1},
 };
 
-/* Counts one reply; returns its error code. */
-static json_int_t tally(struct imp *im, const json_t *item, const json_t *reply)
+/* Counts one reply, and reports it if it failed. */
+static void tally(struct imp *im, const json_t *item, const json_t *reply)
 {
     const char *method = json_string_value(json_object_get(item, "method"));
     json_int_t err = json_integer_value(json_object_get(reply, "error"));
@@ -1256,12 +662,12 @@ static json_int_t tally(struct imp *im, const json_t *item, const json_t *reply)
     for (i = 0; i < NELEMS(outcomes) && strcmp(outcomes[i].method, method) != 0; i++) {
     }
     if (i == NELEMS(outcomes)) {
-        return err; /* cannot happen: we made the item */
+        return; /* cannot happen: we made the item */
     }
     if (!json_is_object(reply) || json_object_get(reply, "error") == NULL) {
         snprintf(what, sizeof(what), "%s", method);
         failure(im, outcomes[i].stat, what, item, "no reply for this item");
-        return -1;
+        return;
     }
     if (err == 0) {
         im->st[outcomes[i].stat].created++;
@@ -1272,7 +678,6 @@ static json_int_t tally(struct imp *im, const json_t *item, const json_t *reply)
         reply_text(reply, msg, sizeof(msg));
         failure(im, outcomes[i].stat, what, item, "%s", msg);
     }
-    return err;
 }
 
 /*
@@ -1323,10 +728,6 @@ static int post_items(struct imp *im, json_t *items, json_t *results)
 
 static void chunk_reset(struct chunk *ch)
 {
-    for (size_t i = 0; i < ch->ncust; i++) {
-        free(ch->cust[i].ext_id);
-    }
-    ch->ncust = 0;
     ch->bytes = 0;
     json_array_clear(ch->items);
 }
@@ -1334,7 +735,7 @@ static void chunk_reset(struct chunk *ch)
 /* Sends the chunk's batch, then the batch of balances of the customers it created. */
 static int flush_chunk(struct imp *im, struct chunk *ch)
 {
-    json_t *results = json_array(), *balances = json_array(), *item, *reply;
+    json_t *results = json_array(), *item;
     size_t i;
     int rv = -1;
 
@@ -1352,63 +753,24 @@ static int flush_chunk(struct imp *im, struct chunk *ch)
         im->customers_done += strcmp(method, "customer/create") == 0;
         im->accounts_done += strcmp(method, "account/create") == 0;
     }
-    for (i = 0; i < ch->ncust; i++) {
-        const struct pending *p = &ch->cust[i];
-        char tx_id[IMPORT_MAX_KEY_LEN + sizeof(IMPORT_BALANCE_PREFIX) + 1], num[32];
-        json_int_t err;
-
-        reply = json_array_get(results, p->item);
-        err = json_integer_value(json_object_get(reply, "error"));
-        if (p->amount[0] == '\0' || err != 0) {
-            /* An existing customer's id is not in the reply, and transaction/create selects
-             * only by customer_id: its balance was set by the run that created it. */
-            im->st[ST_BALANCES].existing += p->amount[0] != '\0' && err == 1;
-            continue;
-        }
-        if (!json_is_integer(json_object_get(reply, "id"))) {
-            failure(im, ST_BALANCES, p->ext_id, NULL, "customer/create gave no id");
-            continue;
-        }
-        snprintf(tx_id, sizeof(tx_id), "%s%s", IMPORT_BALANCE_PREFIX, p->ext_id);
-        snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
-                 json_integer_value(json_object_get(reply, "id")));
-        item = new_item("transaction/create",
-                        json_pack("{s:s, s:s, s:s, s:s, s:s}", "customer_id", num, "id", tx_id,
-                                  "amount", p->amount, "processed", "1", "comment", "import"));
-        if (item == NULL || json_array_append_new(balances, item) != 0) {
-            fprintf(stderr, "tvmwctl: out of memory\n");
-            goto out;
-        }
-    }
-    if (json_array_size(balances) > 0) {
-        json_array_clear(results);
-        if (post_items(im, balances, results) != 0) {
-            goto out;
-        }
-        json_array_foreach(balances, i, item)
-        {
-            tally(im, item, json_array_get(results, i));
-        }
-    }
     rv = 0;
     progress(im, false);
 out:
     chunk_reset(ch);
-    json_decref(balances);
     json_decref(results);
     return rv;
 }
 
 /* The items of one customer into mine; -1 (counted as a failure) if the customer is unusable. */
-static int customer_items(struct imp *im, const json_t *cust, size_t index, json_t *mine)
+static int customer_items(struct imp *im, json_t *cust, size_t index, json_t *mine)
 {
     static const char *const cust_skip[] = {"tariffs", "accounts", "balance", NULL};
     static const char *const acc_skip[] = {"devices", NULL};
     static const char *const none[] = {NULL};
     const char *ext = json_string_value(json_object_get(cust, "ext_id"));
-    const json_t *tariff_list = json_object_get(cust, "tariffs");
-    const json_t *accounts = json_object_get(cust, "accounts");
-    const json_t *bal = json_object_get(cust, "balance");
+    json_t *tariff_list = json_object_get(cust, "tariffs");
+    json_t *accounts = json_object_get(cust, "accounts");
+    json_t *bal = json_object_get(cust, "balance");
     json_t *params, *t, *acc, *dev, *abon;
     char what[96];
     size_t i, j;
@@ -1423,7 +785,7 @@ static int customer_items(struct imp *im, const json_t *cust, size_t index, json
                 "\"accounts\" are arrays, \"balance\" a number");
         return -1;
     }
-    json_array_foreach((json_t *)accounts, i, acc)
+    json_array_foreach(accounts, i, acc)
     {
         abon = json_object_get(acc, "abonement");
         dev = json_object_get(acc, "devices");
@@ -1439,14 +801,26 @@ static int customer_items(struct imp *im, const json_t *cust, size_t index, json
     params = json_object();
     add_params(params, cust, cust_skip);
     json_array_append_new(mine, new_item("customer/create", params));
-    json_array_foreach((json_t *)tariff_list, i, t)
+    json_array_foreach(tariff_list, i, t)
     {
         json_t *tt = param_text(t);
         params = json_pack("{s:s, s:o}", "ext_id", ext, "tariff_ext_id",
                            tt != NULL ? tt : json_string(""));
         json_array_append_new(mine, new_item("customer/tariff/assign", params));
     }
-    json_array_foreach((json_t *)accounts, i, acc)
+    json_t *amount = bal != NULL && !json_is_null(bal) ? param_text(bal) : NULL;
+    if (amount != NULL && strcmp(json_string_value(amount), "0") != 0 &&
+        strcmp(json_string_value(amount), "0.00") != 0) {
+        /* The opening balance, in the same raft entry as the customer: a
+         * re-run finds its id taken ("already exists") and changes nothing. */
+        char tx_id[IMPORT_MAX_KEY_LEN + sizeof(IMPORT_BALANCE_PREFIX) + 1];
+        snprintf(tx_id, sizeof(tx_id), "%s%s", IMPORT_BALANCE_PREFIX, ext);
+        params = json_pack("{s:s, s:s, s:O, s:s, s:s}", "customer_ext_id", ext, "id", tx_id,
+                           "amount", amount, "processed", "1", "comment", "import");
+        json_array_append_new(mine, new_item("transaction/create", params));
+    }
+    json_decref(amount);
+    json_array_foreach(accounts, i, acc)
     {
         params = json_pack("{s:s}", "ext_id", ext);
         add_params(params, acc, acc_skip);
@@ -1464,9 +838,9 @@ static int customer_items(struct imp *im, const json_t *cust, size_t index, json
     return 0;
 }
 
-static int add_customer(struct imp *im, struct chunk *ch, const json_t *cust, size_t index)
+static int add_customer(struct imp *im, struct chunk *ch, json_t *cust, size_t index)
 {
-    json_t *mine = json_array(), *item, *bal = json_object_get(cust, "balance");
+    json_t *mine = json_array(), *item;
     size_t bytes = 0, i;
     int rv = 0;
 
@@ -1488,30 +862,17 @@ static int add_customer(struct imp *im, struct chunk *ch, const json_t *cust, si
     if (rv == 0 && json_array_size(mine) > CTL_IMPORT_MAX_BATCH) {
         failure(im, ST_CUSTOMERS, json_string_value(json_object_get(cust, "ext_id")), NULL,
                 "more than %u items for one customer", CTL_IMPORT_MAX_BATCH);
+        im->customers_done++;
+        im->accounts_done += json_array_size(json_object_get(cust, "accounts"));
     } else if (rv == 0) {
-        struct pending *p = &ch->cust[ch->ncust];
-        json_t *amount = bal != NULL && !json_is_null(bal) ? param_text(bal) : NULL;
-        p->ext_id = strdup(json_string_value(json_object_get(cust, "ext_id")));
-        p->item = json_array_size(ch->items);
-        snprintf(p->amount, sizeof(p->amount), "%s",
-                 amount != NULL && strcmp(json_string_value(amount), "0") != 0 &&
-                         strcmp(json_string_value(amount), "0.00") != 0
-                     ? json_string_value(amount)
-                     : "");
-        json_decref(amount);
-        if (p->ext_id == NULL) {
-            rv = -1;
-        } else {
-            ch->ncust++;
-            json_array_extend(ch->items, mine);
-            ch->bytes += bytes;
-        }
+        json_array_extend(ch->items, mine);
+        ch->bytes += bytes;
     }
     json_decref(mine);
     return rv;
 }
 
-/* ---- import: reading the bundle --------------------------------------------------------------- */
+/* ---- import: reading the bundle ------------------------------------------------------------- */
 
 struct reader {
     FILE *f;
@@ -1764,8 +1125,8 @@ static void print_summary(struct imp *im, bool complete)
                           (json_int_t)im->st[i].existing, "failed", (json_int_t)im->st[i].failed);
             json_object_set_new(o, stat_names[i], s);
         }
-        s = json_pack("{s:b, s:f, s:I, s:I, s:f}", "complete", complete, "seconds", secs,
-                      "batches", (json_int_t)im->batches, "items", (json_int_t)im->items,
+        s = json_pack("{s:b, s:f, s:I, s:I, s:f}", "complete", complete, "seconds", secs, "batches",
+                      (json_int_t)im->batches, "items", (json_int_t)im->items,
                       "accounts_per_second", csecs > 0 ? (double)im->accounts_done / csecs : 0.0);
         json_object_update(o, s);
         json_decref(s);
@@ -1782,14 +1143,28 @@ static void print_summary(struct imp *im, bool complete)
            complete ? "finished" : "STOPPED", secs, im->items, im->batches,
            csecs > 0 ? (double)im->accounts_done / csecs : 0.0,
            csecs > 0 ? (double)im->items / csecs : 0.0);
-    printf("  %-20s %10s %10s %10s\n", "", "CREATED", "EXISTING", "FAILED");
-    for (int i = 0; i < ST_COUNT; i++) {
+    for (int i = 0, header = 0; i < ST_COUNT; i++) {
         const struct stat *s = &im->st[i];
+        if (s->created + s->existing + s->failed > 0 && header++ == 0) {
+            printf("  %-20s %10s %10s %10s\n", "", "CREATED", "EXISTING", "FAILED");
+        }
         if (s->created + s->existing + s->failed > 0) {
-            printf("  %-20s %10" PRIu64 " %10" PRIu64 " %10" PRIu64 "\n", stat_names[i],
-                   s->created, s->existing, s->failed);
+            printf("  %-20s %10" PRIu64 " %10" PRIu64 " %10" PRIu64 "\n", stat_names[i], s->created,
+                   s->existing, s->failed);
         }
     }
+}
+
+/* Catalogue reads of a client that does not exist answer empty lists: ask first. */
+static int client_exists(struct imp *im)
+{
+    json_t *v;
+
+    if (ctl_call(im->c, "GET", im->base, NULL, &v) != 0) {
+        return -1;
+    }
+    json_decref(v);
+    return 0;
 }
 
 int ctl_cmd_import(struct ctl_ctx *c, char **args)
@@ -1813,13 +1188,12 @@ int ctl_cmd_import(struct ctl_ctx *c, char **args)
     im.tty = isatty(STDERR_FILENO) == 1;
     im.tariff_ids = json_object();
     r.chunk.items = json_array();
-    r.chunk.cust = calloc(im.batch_max, sizeof(*r.chunk.cust));
     for (int k = 0; k < K_COUNT; k++) {
         im.keys[k] = json_object();
     }
     clock_gettime(CLOCK_MONOTONIC, &im.start);
     im.customers_start = im.start;
-    if (im.tariff_ids != NULL && r.chunk.items != NULL && r.chunk.cust != NULL) {
+    if (im.tariff_ids != NULL && r.chunk.items != NULL && client_exists(&im) == 0) {
         rv = read_bundle(&r) == 0 && finish_import(&r) == 0 ? 0 : -1;
     }
     if (im.customers_done > 0) {
@@ -1828,7 +1202,6 @@ int ctl_cmd_import(struct ctl_ctx *c, char **args)
     progress_clear(&im);
     print_summary(&im, rv == 0);
     chunk_reset(&r.chunk);
-    free(r.chunk.cust);
     json_decref(r.chunk.items);
     json_decref(r.customers);
     for (int k = 0; k <= K_COUNT; k++) {
