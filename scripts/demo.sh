@@ -15,6 +15,13 @@ scripts/build.sh
 CP=$ROOT/build/controlplane/tvmw-cp
 CTL=$ROOT/build/controlplane/tvmwctl
 
+for id in 1 2 3; do
+  if curl -s -o /dev/null "http://127.0.0.1:810$id/healthz"; then
+    echo "demo: port 810$id is already in use (another demo running?)" >&2
+    trap - INT TERM EXIT
+    exit 1
+  fi
+done
 if [ "${1:-}" = "--fresh" ]; then
   rm -rf "$DATA"
 fi
@@ -32,10 +39,6 @@ stop() {
 trap stop INT TERM EXIT
 
 for id in 1 2 3; do
-  if curl -s -o /dev/null "http://127.0.0.1:810$id/healthz"; then
-    echo "demo: port 810$id is already in use (another demo running?)" >&2
-    exit 1
-  fi
   "$CP" --config "$CONF" --id "$id" >"$DATA/node-$id.log" 2>&1 &
   pids+=($!)
 done
@@ -49,11 +52,26 @@ for _ in $(seq 1 100); do
 done
 
 export TVMW_SERVER=http://127.0.0.1:8101 TVMW_TOKEN=$TOKEN
+BUNDLE=$DATA/sample-bundle.json
 if [ "$("$CTL" --json client list | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["clients"]))')" = 0 ]; then
   echo "demo: loading sample data"
-  "$CTL" client create --name "Demo Operator" --settings '{"timezone":"Europe/Moscow"}' >/dev/null
+  "$CTL" client create --name "Demo Operator" --billing-api-key "demo-billing-key" \
+    --api-key "demo-device-api-key" --settings '{"timezone":"Europe/Moscow"}' >/dev/null
   "$CTL" client create --name "Second Operator" >/dev/null
+  "$CTL" sample-data --accounts 40 --channels 200 --seed 42 --out "$BUNDLE"
+  "$CTL" import --client 1 "$BUNDLE"
 fi
+read -r CID BKEY DKEY < <("$CTL" --json client get 1 | python3 -c '
+import json,sys; c=json.load(sys.stdin)["client"]; print(c["id"], c["billing_api_key"], c["api_key"])')
+ACCOUNTS=$(python3 -c '
+import json,sys
+b=json.load(open(sys.argv[1]))
+n=0
+for c in b["customers"]:
+    for a in c.get("accounts", []):
+        print("    abonement %s  password %s  (customer %s)" % (a["abonement"], a["password"], c["ext_id"]))
+        n+=1
+        if n==3: sys.exit(0)' "$BUNDLE" 2>/dev/null || true)
 
 cat <<TXT
 
@@ -61,20 +79,40 @@ tvmw demo cluster is running.
 
   control-plane nodes   http://127.0.0.1:8101  http://127.0.0.1:8102  http://127.0.0.1:8103
   admin token           $TOKEN
+  sample client         client_id $CID
+    billing API key     $BKEY
+    device API key      $DKEY
+  sample accounts
+$ACCOUNTS
 
 Try:
   export TVMW_SERVER=http://127.0.0.1:8102 TVMW_TOKEN=$TOKEN
   $CTL cluster status
   $CTL cluster members
   $CTL client list
-  $CTL client create --name "My Operator"
+  $CTL tariff list --client 1
+  $CTL catalog list channels --client 1
+  $CTL audit --client 1 --follow
   curl -s http://127.0.0.1:8103/healthz
-  curl -s -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8103/admin/v1/clients
   curl -s http://127.0.0.1:8101/metrics | grep tvmw_cp_
+
+  # The Billing API (Smarty-compatible): signature = md5(base64("k1:v1;k2:v2;...;" + key)), keys sorted
+  python3 - <<'PY'
+import base64, hashlib, urllib.parse, urllib.request
+def call(method, **p):
+    p["client_id"] = "$CID"
+    src = "".join("%s:%s;" % (k, p[k]) for k in sorted(p)) + "$BKEY"
+    p["signature"] = hashlib.md5(base64.b64encode(src.encode())).hexdigest()
+    body = urllib.parse.urlencode(p).encode()
+    return urllib.request.urlopen("http://127.0.0.1:8102/billing/api/%s/" % method, body).read().decode()
+print(call("tariff/list")[:300])
+print(call("customer/info", ext_id="C-1"))
+print(call("transaction/create", customer_id="1", id="DEMO-TX-1", amount="100", processed="1"))
+PY
+
   $CTL cluster transfer          # move leadership to another node
   kill -9 <pid of the leader>   # pids: ${pids[*]}; writes go on through the others
 
 Ctrl-C stops the cluster.
 TXT
-"$CTL" client list || true
 wait
