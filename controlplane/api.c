@@ -9,6 +9,7 @@
  * not the leader any more answers 503 instead of forwarding again.
  */
 #include "controlplane/api.h"
+#include "controlplane/api_internal.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -30,16 +31,6 @@
 #define RETRY_PAUSE_MS      100
 #define IDEMPOTENCY_KEY_MAX 64
 #define FORWARD_RESP_MAX    (64u << 20)
-#define CP_IMPORT_MAX_ITEMS 10000
-
-struct cp_api {
-    const struct tvmw_config *conf;
-    struct cp_node *node;
-    struct tvmw_http_server *http;
-    struct tvmw_httpc *httpc;
-    uint64_t id;
-    struct cp_billing_http billing;
-};
 
 static void sleep_ms(unsigned ms)
 {
@@ -47,7 +38,7 @@ static void sleep_ms(unsigned ms)
     nanosleep(&ts, NULL);
 }
 
-static bool parse_id(const char *s, size_t len, uint64_t *out)
+bool cp_api_parse_id(const char *s, size_t len, uint64_t *out)
 {
     uint64_t v = 0;
     if (len == 0 || len > 19) {
@@ -236,7 +227,7 @@ static void reply_unavailable(struct tvmw_http_req *req, int rv)
 
 /* The request id: X-Tvmw-Request-Id from a forwarding node, else the
  * client's Idempotency-Key, else a fresh random id. */
-static int request_id(struct tvmw_http_req *req, uint8_t out[CP_REQID_SIZE])
+int cp_api_request_id(struct tvmw_http_req *req, uint8_t out[CP_REQID_SIZE])
 {
     const char *fwd = tvmw_http_header(req, "X-Tvmw-Request-Id");
     if (fwd != NULL) {
@@ -260,7 +251,6 @@ static int request_id(struct tvmw_http_req *req, uint8_t out[CP_REQID_SIZE])
 /* Proposes `payload` as a command of `type`, forwarding to the leader when
  * this node is not, retrying while the outcome is known not to have
  * happened, and answers the request. */
-typedef void (*result_fixup_cb)(struct cp_result **res, void *arg);
 
 /* Replaces "password" in a successful Billing API reply with the clear
  * password only the proposing node knows (it never enters the log). */
@@ -281,14 +271,14 @@ static void show_password(struct cp_result **res, void *arg)
     json_decref(o);
 }
 
-static void do_write_ex(struct cp_api *api, struct tvmw_http_req *req, uint16_t type,
-                        const json_t *payload, const uint8_t *given_reqid, result_fixup_cb fixup,
+void cp_api_do_write_ex(struct cp_api *api, struct tvmw_http_req *req, uint16_t type,
+                        const json_t *payload, const uint8_t *given_reqid, cp_api_fixup_cb fixup,
                         void *fixup_arg)
 {
     uint8_t reqid[CP_REQID_SIZE];
     if (given_reqid != NULL) {
         memcpy(reqid, given_reqid, CP_REQID_SIZE);
-    } else if (request_id(req, reqid) != 0) {
+    } else if (cp_api_request_id(req, reqid) != 0) {
         tvmw_http_reply_error(req, 400, "bad_request",
                               "Idempotency-Key must be 1..64 printable characters");
         return;
@@ -372,16 +362,16 @@ static void do_write_ex(struct cp_api *api, struct tvmw_http_req *req, uint16_t 
     }
 }
 
-static void do_write(struct cp_api *api, struct tvmw_http_req *req, uint16_t type,
+void cp_api_do_write(struct cp_api *api, struct tvmw_http_req *req, uint16_t type,
                      const json_t *payload)
 {
-    do_write_ex(api, req, type, payload, NULL, NULL, NULL);
+    cp_api_do_write_ex(api, req, type, payload, NULL, NULL, NULL);
 }
 
 /* Makes a linearizable read possible on this node: returns true when the
  * caller may read its local state, false when the request was answered
  * (forwarded or 503). ?stale=1 skips the barrier. */
-static bool read_ready(struct cp_api *api, struct tvmw_http_req *req)
+bool cp_api_read_ready(struct cp_api *api, struct tvmw_http_req *req)
 {
     const char *stale = tvmw_http_query(req, "stale");
     if (stale != NULL && strcmp(stale, "1") == 0) {
@@ -424,7 +414,7 @@ static bool read_ready(struct cp_api *api, struct tvmw_http_req *req)
 
 /* ---- body helpers -------------------------------------------------------- */
 
-static json_t *body_object(struct tvmw_http_req *req, bool allow_empty)
+json_t *cp_api_body_object(struct tvmw_http_req *req, bool allow_empty)
 {
     if (req->body.len == 0 && allow_empty) {
         return json_object();
@@ -446,7 +436,7 @@ static json_t *body_object(struct tvmw_http_req *req, bool allow_empty)
 }
 
 /* Only these keys may appear in the body. */
-static bool only_keys(struct tvmw_http_req *req, json_t *o, const char *const *allowed)
+bool cp_api_only_keys(struct tvmw_http_req *req, json_t *o, const char *const *allowed)
 {
     const char *key;
     json_t *v;
@@ -464,7 +454,7 @@ static bool only_keys(struct tvmw_http_req *req, json_t *o, const char *const *a
     return true;
 }
 
-static void method_not_allowed(struct tvmw_http_req *req, const char *allow)
+void cp_api_method_not_allowed(struct tvmw_http_req *req, const char *allow)
 {
     const char *hdrs[] = {"Allow", allow, NULL};
     char body[160];
@@ -506,7 +496,7 @@ static const char *check_client_fields(json_t *o, bool create)
 
 static void clients_read(struct cp_api *api, struct tvmw_http_req *req, uint64_t id)
 {
-    if (!read_ready(api, req)) {
+    if (!cp_api_read_ready(api, req)) {
         return;
     }
     struct cp_fsm *fsm = cp_node_fsm(api->node);
@@ -532,364 +522,6 @@ static void clients_read(struct cp_api *api, struct tvmw_http_req *req, uint64_t
     json_decref(out);
 }
 
-/* ---- catalogue, tariffs and audit of one client ---------------------------- */
-
-static void reply_read(struct tvmw_http_req *req, int rv, const char *key, json_t *v,
-                       const char *what)
-{
-    if (rv == TVMW_ENOTFOUND) {
-        tvmw_http_reply_error(req, 404, "not_found", "no such %s", what);
-        return;
-    }
-    if (rv != 0) {
-        tvmw_http_reply_error(req, 500, "internal", "state read failed: %s", tvmw_strerror(rv));
-        return;
-    }
-    json_t *out = json_pack("{s:o}", key, v);
-    tvmw_http_reply_json(req, 200, out);
-    json_decref(out);
-}
-
-static void catalog_route(struct cp_api *api, struct tvmw_http_req *req, uint64_t cid,
-                          const char *kind, uint64_t id)
-{
-    const char *m = req->method;
-    struct cp_fsm *fsm = cp_node_fsm(api->node);
-    if (strcmp(m, "GET") == 0) {
-        if (!read_ready(api, req)) {
-            return;
-        }
-        json_t *v = NULL;
-        int rv =
-            id == 0 ? cp_catalog_list(fsm, cid, kind, &v) : cp_catalog_get(fsm, cid, kind, id, &v);
-        reply_read(req, rv,
-                   id == 0 ? (strcmp(kind, "streaming-services") == 0 ? "streaming_services" : kind)
-                           : cp_catalog_singular(kind),
-                   v, cp_catalog_singular(kind));
-        return;
-    }
-    bool ok =
-        id == 0 ? strcmp(m, "POST") == 0 : strcmp(m, "PATCH") == 0 || strcmp(m, "DELETE") == 0;
-    if (!ok) {
-        method_not_allowed(req, id == 0 ? "GET, POST" : "GET, PATCH, DELETE");
-        return;
-    }
-    json_t *p;
-    if (strcmp(m, "DELETE") == 0) {
-        p = json_pack("{s:I, s:s, s:s, s:I}", "client_id", (json_int_t)cid, "kind", kind, "op",
-                      "delete", "id", (json_int_t)id);
-    } else {
-        json_t *fields = body_object(req, false);
-        if (fields == NULL) {
-            return;
-        }
-        const char *bad = cp_catalog_check(kind, fields, id == 0);
-        if (bad != NULL) {
-            tvmw_http_reply_error(req, 400, "bad_request", "%s", bad);
-            json_decref(fields);
-            return;
-        }
-        p = json_pack("{s:I, s:s, s:s, s:I, s:o}", "client_id", (json_int_t)cid, "kind", kind, "op",
-                      "put", "id", (json_int_t)id, "fields", fields);
-    }
-    do_write(api, req, CP_CMD_CATALOG, p);
-    json_decref(p);
-}
-
-static void tariff_links_route(struct cp_api *api, struct tvmw_http_req *req, uint64_t cid,
-                               uint64_t tariff, const char *what)
-{
-    const char *kind =
-        strcmp(what, "channels") == 0 ? "tariff-channels" : "tariff-streaming-services";
-    if (strcmp(req->method, "GET") == 0) {
-        if (!read_ready(api, req)) {
-            return;
-        }
-        json_t *v = NULL;
-        int rv = cp_catalog_links(cp_node_fsm(api->node), cid, kind, tariff, &v);
-        reply_read(req, rv, "ids", v, "tariff");
-        return;
-    }
-    if (strcmp(req->method, "PUT") != 0) {
-        method_not_allowed(req, "GET, PUT");
-        return;
-    }
-    static const char *const fields[] = {"ids", NULL};
-    json_t *o = body_object(req, false);
-    if (o == NULL || !only_keys(req, o, fields)) {
-        json_decref(o);
-        return;
-    }
-    json_t *p = json_pack("{s:I, s:s, s:s, s:I, s:O}", "client_id", (json_int_t)cid, "kind", kind,
-                          "op", "link", "id", (json_int_t)tariff, "ids",
-                          json_object_get(o, "ids") ? json_object_get(o, "ids") : json_null());
-    json_decref(o);
-    do_write(api, req, CP_CMD_CATALOG, p);
-    json_decref(p);
-}
-
-/* Admin tariffs reuse the Billing API methods (same validation, same
- * replies, recorded in the audit trail with source "admin"). */
-static void tariffs_route(struct cp_api *api, struct tvmw_http_req *req, uint64_t cid, uint64_t id)
-{
-    const char *m = req->method;
-    if (strcmp(m, "GET") == 0) {
-        if (!read_ready(api, req)) {
-            return;
-        }
-        json_t *params = json_object(), *reply = NULL;
-        int rv = cp_billing_read(cp_node_fsm(api->node), cid, bl_method_find("tariff/list"), params,
-                                 &reply);
-        json_decref(params);
-        if (rv != 0) {
-            tvmw_http_reply_error(req, 500, "internal", "state read failed");
-            return;
-        }
-        json_t *list = json_object_get(reply, "tariffs"), *one = NULL;
-        size_t i;
-        json_t *t;
-        json_array_foreach(list, i, t)
-        {
-            if ((uint64_t)json_integer_value(json_object_get(t, "id")) == id) {
-                one = t;
-            }
-        }
-        if (id != 0 && one == NULL) {
-            tvmw_http_reply_error(req, 404, "not_found", "no such tariff");
-        } else {
-            json_t *out =
-                id ? json_pack("{s:O}", "tariff", one) : json_pack("{s:O}", "tariffs", list);
-            tvmw_http_reply_json(req, 200, out);
-            json_decref(out);
-        }
-        json_decref(reply);
-        return;
-    }
-    const char *method = id == 0 ? (strcmp(m, "POST") == 0 ? "tariff/create" : NULL)
-                         : strcmp(m, "PATCH") == 0  ? "tariff/modify"
-                         : strcmp(m, "DELETE") == 0 ? "tariff/delete"
-                                                    : NULL;
-    if (method == NULL) {
-        method_not_allowed(req, id == 0 ? "GET, POST" : "GET, PATCH, DELETE");
-        return;
-    }
-    json_t *o = strcmp(m, "DELETE") == 0 ? json_object() : body_object(req, false);
-    if (o == NULL) {
-        return;
-    }
-    /* Billing methods take text parameters. */
-    json_t *params = json_object();
-    const char *key;
-    json_t *v;
-    json_object_foreach(o, key, v)
-    {
-        char num[64];
-        if (json_is_string(v)) {
-            json_object_set(params, key, v);
-        } else if (json_is_integer(v)) {
-            snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(v));
-            json_object_set_new(params, key, json_string(num));
-        } else if (json_is_real(v)) {
-            snprintf(num, sizeof(num), "%.2f", json_real_value(v));
-            json_object_set_new(params, key, json_string(num));
-        } else if (json_is_boolean(v)) {
-            json_object_set_new(params, key, json_string(json_is_true(v) ? "1" : "0"));
-        }
-    }
-    json_decref(o);
-    if (id != 0) {
-        char num[32];
-        snprintf(num, sizeof(num), "%llu", (unsigned long long)id);
-        json_object_set_new(params, "tariff_id", json_string(num));
-    }
-    json_t *p = json_pack("{s:I, s:s, s:o, s:s}", "client_id", (json_int_t)cid, "method", method,
-                          "params", params, "source", "admin");
-    do_write(api, req, CP_CMD_BILLING, p);
-    json_decref(p);
-}
-
-static void audit_route(struct cp_api *api, struct tvmw_http_req *req, uint64_t cid)
-{
-    if (strcmp(req->method, "GET") != 0) {
-        method_not_allowed(req, "GET");
-        return;
-    }
-    uint64_t after = 0, limit = 100;
-    const char *a = tvmw_http_query(req, "after"), *l = tvmw_http_query(req, "limit");
-    if ((a != NULL && !parse_id(a, strlen(a), &after) && strcmp(a, "0") != 0) ||
-        (l != NULL && (!parse_id(l, strlen(l), &limit) || limit > 1000))) {
-        tvmw_http_reply_error(req, 400, "bad_request", "after: an index; limit: 1..1000");
-        return;
-    }
-    if (!read_ready(api, req)) {
-        return;
-    }
-    struct cp_fsm *fsm = cp_node_fsm(api->node);
-    MDB_txn *txn;
-    MDB_cursor *cur;
-    if (cp_fsm_read_begin(fsm, &txn) != 0) {
-        tvmw_http_reply_error(req, 500, "internal", "state read failed");
-        return;
-    }
-    uint8_t kb[8];
-    tvmw_put_be64(kb, after + 1);
-    MDB_val k = {.mv_size = 8, .mv_data = kb}, v;
-    json_t *records = json_array();
-    uint64_t last = after;
-    if (mdb_cursor_open(txn, cp_fsm_dbs(fsm)->audit, &cur) == 0) {
-        for (int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-             rc == 0 && json_array_size(records) < limit;
-             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-            json_t *r = json_loadb(v.mv_data, v.mv_size, 0, NULL);
-            last = tvmw_get_be64(k.mv_data);
-            if (r != NULL && (cid == 0 || (uint64_t)json_integer_value(
-                                              json_object_get(r, "client_id")) == cid)) {
-                json_array_append(records, r);
-            }
-            json_decref(r);
-        }
-        mdb_cursor_close(cur);
-    }
-    mdb_txn_abort(txn);
-    json_t *out = json_pack("{s:o, s:I}", "records", records, "next_after", (json_int_t)last);
-    tvmw_http_reply_json(req, 200, out);
-    json_decref(out);
-}
-
-/* Puts the generated or given clear passwords of account/create items
- * back into their replies (arg: array of strings or nulls by item). */
-static void show_batch_passwords(struct cp_result **res, void *arg)
-{
-    json_t *shown = arg;
-    json_t *o = json_loadb((*res)->body, (*res)->len, 0, NULL);
-    json_t *results = json_object_get(o, "results");
-    size_t i;
-    json_t *r;
-    json_array_foreach(results, i, r)
-    {
-        json_t *pw = json_array_get(shown, i);
-        if (json_is_string(pw) && json_integer_value(json_object_get(r, "error")) == 0 &&
-            json_object_get(r, "password") != NULL) {
-            json_object_set(r, "password", pw);
-        }
-    }
-    struct cp_result *nr = o ? cp_result_json((*res)->status, o) : NULL;
-    if (nr != NULL) {
-        cp_result_free(*res);
-        *res = nr;
-    }
-}
-
-/* Bulk import: many Billing API write methods in one raft entry. */
-static void import_route(struct cp_api *api, struct tvmw_http_req *req, uint64_t cid)
-{
-    static const char *const fields[] = {"items", NULL};
-    if (strcmp(req->method, "POST") != 0) {
-        method_not_allowed(req, "POST");
-        return;
-    }
-    json_t *o = body_object(req, false);
-    if (o == NULL || !only_keys(req, o, fields)) {
-        json_decref(o);
-        return;
-    }
-    json_t *items = json_object_get(o, "items");
-    uint8_t reqid[CP_REQID_SIZE];
-    if (!json_is_array(items) || json_array_size(items) == 0 ||
-        json_array_size(items) > CP_IMPORT_MAX_ITEMS) {
-        tvmw_http_reply_error(req, 400, "bad_request", "\"items\" must be an array of 1..%d",
-                              CP_IMPORT_MAX_ITEMS);
-        json_decref(o);
-        return;
-    }
-    if (request_id(req, reqid) != 0) {
-        tvmw_http_reply_error(req, 400, "bad_request", "bad Idempotency-Key");
-        json_decref(o);
-        return;
-    }
-    json_t *shown = json_array();
-    size_t i;
-    json_t *it;
-    json_array_foreach(items, i, it)
-    {
-        const char *method = json_string_value(json_object_get(it, "method"));
-        json_t *params = json_object_get(it, "params");
-        char *pw = NULL;
-        if (method != NULL && json_is_object(params) &&
-            (strcmp(method, "account/create") == 0 || strcmp(method, "account/modify") == 0)) {
-            uint8_t item_id[CP_REQID_SIZE];
-            char key[64], hex[2 * CP_REQID_SIZE + 1];
-            cp_reqid_hex(reqid, hex);
-            snprintf(key, sizeof(key), "%s:%zu", hex, i);
-            cp_reqid_make(key, item_id);
-            pw = cp_billing_protect_password(&api->billing, method, params, item_id);
-        }
-        json_array_append_new(shown, pw ? json_string(pw) : json_null());
-        free(pw);
-    }
-    json_t *p = json_pack("{s:I, s:s, s:O}", "client_id", (json_int_t)cid, "source", "import",
-                          "items", items);
-    do_write_ex(api, req, CP_CMD_BILLING_BATCH, p, reqid, show_batch_passwords, shown);
-    json_decref(p);
-    json_decref(shown);
-    json_decref(o);
-}
-
-static void client_sub_route(struct cp_api *api, struct tvmw_http_req *req, uint64_t cid,
-                             const char *rest)
-{
-    static const char *const kinds[] = {"channels", "categories", "datacenters",
-                                        "streaming-services", NULL};
-    const char *slash = strchr(rest, '/');
-    size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
-    uint64_t id = 0;
-    req->route = "admin_catalog";
-    if (slash != NULL && !parse_id(slash + 1, strcspn(slash + 1, "/"), &id)) {
-        tvmw_http_reply_error(req, 404, "not_found", "no route %s", req->path);
-        return;
-    }
-    const char *after_id = slash ? strchr(slash + 1, '/') : NULL;
-    /* A client that does not exist has nothing: 404 for reads and writes
-     * alike (a follower that has not seen a new client yet asks the leader). */
-    json_t *client = NULL;
-    int crv = cp_billing_client(&api->billing, req, cid, &client);
-    json_decref(client);
-    if (crv == 1) {
-        return; /* answered by the leader */
-    }
-    if (crv != 0) {
-        tvmw_http_reply_error(req, 404, "not_found", "client %llu does not exist",
-                              (unsigned long long)cid);
-        return;
-    }
-    if (n == 5 && strncmp(rest, "audit", 5) == 0 && slash == NULL) {
-        audit_route(api, req, cid);
-        return;
-    }
-    if (n == 6 && strncmp(rest, "import", 6) == 0 && slash == NULL) {
-        import_route(api, req, cid);
-        return;
-    }
-    if (n == 7 && strncmp(rest, "tariffs", 7) == 0) {
-        if (after_id == NULL) {
-            tariffs_route(api, req, cid, id);
-        } else if (strcmp(after_id, "/channels") == 0 ||
-                   strcmp(after_id, "/streaming-services") == 0) {
-            tariff_links_route(api, req, cid, id, after_id + 1);
-        } else {
-            tvmw_http_reply_error(req, 404, "not_found", "no route %s", req->path);
-        }
-        return;
-    }
-    for (const char *const *k = kinds; *k != NULL; k++) {
-        if (strlen(*k) == n && strncmp(rest, *k, n) == 0 && after_id == NULL) {
-            catalog_route(api, req, cid, *k, id);
-            return;
-        }
-    }
-    tvmw_http_reply_error(req, 404, "not_found", "no route %s", req->path);
-}
-
 static void clients_route(struct cp_api *api, struct tvmw_http_req *req, const char *rest)
 {
     static const char *const fields[] = {"name", "settings", "api_key", "billing_api_key", NULL};
@@ -899,11 +531,11 @@ static void clients_route(struct cp_api *api, struct tvmw_http_req *req, const c
         rest++;
     }
     const char *slash = strchr(rest, '/');
-    if (slash != NULL && parse_id(rest, (size_t)(slash - rest), &id)) {
-        client_sub_route(api, req, id, slash + 1);
+    if (slash != NULL && cp_api_parse_id(rest, (size_t)(slash - rest), &id)) {
+        cp_admin_client_route(api, req, id, slash + 1);
         return;
     }
-    if (*rest != '\0' && !parse_id(rest, strlen(rest), &id)) {
+    if (*rest != '\0' && !cp_api_parse_id(rest, strlen(rest), &id)) {
         tvmw_http_reply_error(req, 404, "not_found", "no such client id \"%s\"", rest);
         return;
     }
@@ -913,21 +545,21 @@ static void clients_route(struct cp_api *api, struct tvmw_http_req *req, const c
         return;
     }
     if (id == 0 && strcmp(m, "POST") != 0) {
-        method_not_allowed(req, "GET, POST");
+        cp_api_method_not_allowed(req, "GET, POST");
         return;
     }
     if (id != 0 && strcmp(m, "PATCH") != 0 && strcmp(m, "DELETE") != 0) {
-        method_not_allowed(req, "GET, PATCH, DELETE");
+        cp_api_method_not_allowed(req, "GET, PATCH, DELETE");
         return;
     }
     if (strcmp(m, "DELETE") == 0) {
         json_t *p = json_pack("{s:I}", "id", (json_int_t)id);
-        do_write(api, req, CP_CMD_CLIENT_DELETE, p);
+        cp_api_do_write(api, req, CP_CMD_CLIENT_DELETE, p);
         json_decref(p);
         return;
     }
-    json_t *o = body_object(req, false);
-    if (o == NULL || !only_keys(req, o, fields)) {
+    json_t *o = cp_api_body_object(req, false);
+    if (o == NULL || !cp_api_only_keys(req, o, fields)) {
         json_decref(o);
         return;
     }
@@ -947,10 +579,10 @@ static void clients_route(struct cp_api *api, struct tvmw_http_req *req, const c
             random_key(key);
             json_object_set_new(o, "billing_api_key", json_string(key));
         }
-        do_write(api, req, CP_CMD_CLIENT_CREATE, o);
+        cp_api_do_write(api, req, CP_CMD_CLIENT_CREATE, o);
     } else {
         json_object_set_new(o, "id", json_integer((json_int_t)id));
-        do_write(api, req, CP_CMD_CLIENT_UPDATE, o);
+        cp_api_do_write(api, req, CP_CMD_CLIENT_UPDATE, o);
     }
     json_decref(o);
 }
@@ -1061,8 +693,8 @@ static bool forward_unless_leader(struct cp_api *api, struct tvmw_http_req *req)
 static void member_add(struct cp_api *api, struct tvmw_http_req *req)
 {
     static const char *const fields[] = {"id", "raft_address", "http_address", NULL};
-    json_t *o = body_object(req, false);
-    if (o == NULL || !only_keys(req, o, fields)) {
+    json_t *o = cp_api_body_object(req, false);
+    if (o == NULL || !cp_api_only_keys(req, o, fields)) {
         json_decref(o);
         return;
     }
@@ -1173,7 +805,7 @@ static void member_change(struct cp_api *api, struct tvmw_http_req *req, uint64_
     json_t *out = NULL;
     if (kind == CP_CHANGE_REMOVE) {
         json_t *p = json_pack("{s:I}", "id", (json_int_t)mid);
-        do_write(api, req, CP_CMD_MEMBER_DELETE, p); /* answers {"removed": id} */
+        cp_api_do_write(api, req, CP_CMD_MEMBER_DELETE, p); /* answers {"removed": id} */
         json_decref(p);
         return;
     }
@@ -1195,8 +827,8 @@ static void member_change(struct cp_api *api, struct tvmw_http_req *req, uint64_
 static void transfer(struct cp_api *api, struct tvmw_http_req *req)
 {
     static const char *const fields[] = {"id", NULL};
-    json_t *o = body_object(req, true);
-    if (o == NULL || !only_keys(req, o, fields)) {
+    json_t *o = cp_api_body_object(req, true);
+    if (o == NULL || !cp_api_only_keys(req, o, fields)) {
         json_decref(o);
         return;
     }
@@ -1217,7 +849,7 @@ static void cluster_route(struct cp_api *api, struct tvmw_http_req *req, const c
     req->route = "admin_cluster";
     if (*rest == '\0') {
         if (strcmp(m, "GET") != 0) {
-            method_not_allowed(req, "GET");
+            cp_api_method_not_allowed(req, "GET");
             return;
         }
         cluster_get(api, req);
@@ -1225,7 +857,7 @@ static void cluster_route(struct cp_api *api, struct tvmw_http_req *req, const c
     }
     if (strcmp(rest, "/transfer") == 0) {
         if (strcmp(m, "POST") != 0) {
-            method_not_allowed(req, "POST");
+            cp_api_method_not_allowed(req, "POST");
             return;
         }
         transfer(api, req);
@@ -1233,7 +865,7 @@ static void cluster_route(struct cp_api *api, struct tvmw_http_req *req, const c
     }
     if (strcmp(rest, "/members") == 0) {
         if (strcmp(m, "POST") != 0) {
-            method_not_allowed(req, "POST");
+            cp_api_method_not_allowed(req, "POST");
             return;
         }
         member_add(api, req);
@@ -1243,13 +875,13 @@ static void cluster_route(struct cp_api *api, struct tvmw_http_req *req, const c
         const char *idp = rest + 9;
         const char *slash = strchr(idp, '/');
         uint64_t mid;
-        if (!parse_id(idp, slash ? (size_t)(slash - idp) : strlen(idp), &mid)) {
+        if (!cp_api_parse_id(idp, slash ? (size_t)(slash - idp) : strlen(idp), &mid)) {
             tvmw_http_reply_error(req, 404, "not_found", "no such member");
             return;
         }
         if (slash == NULL) {
             if (strcmp(m, "DELETE") != 0) {
-                method_not_allowed(req, "DELETE");
+                cp_api_method_not_allowed(req, "DELETE");
                 return;
             }
             member_change(api, req, mid, CP_CHANGE_REMOVE);
@@ -1257,7 +889,7 @@ static void cluster_route(struct cp_api *api, struct tvmw_http_req *req, const c
         }
         if (strcmp(slash, "/promote") == 0) {
             if (strcmp(m, "POST") != 0) {
-                method_not_allowed(req, "POST");
+                cp_api_method_not_allowed(req, "POST");
                 return;
             }
             member_change(api, req, mid, CP_CHANGE_PROMOTE);
@@ -1363,14 +995,14 @@ int cp_billing_client(struct cp_billing_http *bh, struct tvmw_http_req *req, uin
 
 int cp_billing_request_id(struct tvmw_http_req *req, uint8_t out[CP_REQID_SIZE])
 {
-    return request_id(req, out);
+    return cp_api_request_id(req, out);
 }
 
 void cp_billing_do_read(struct cp_billing_http *bh, struct tvmw_http_req *req, uint64_t client_id,
                         const struct bl_method *m, json_t *params)
 {
     struct cp_api *api = bh->api;
-    if (!read_ready(api, req)) {
+    if (!cp_api_read_ready(api, req)) {
         return;
     }
     json_t *reply = NULL;
@@ -1394,8 +1026,8 @@ void cp_billing_do_write(struct cp_billing_http *bh, struct tvmw_http_req *req,
                          const uint8_t reqid[CP_REQID_SIZE], json_t *payload,
                          const char *shown_password)
 {
-    do_write_ex(bh->api, req, CP_CMD_BILLING, payload, reqid, shown_password ? show_password : NULL,
-                (void *)shown_password);
+    cp_api_do_write_ex(bh->api, req, CP_CMD_BILLING, payload, reqid,
+                       shown_password ? show_password : NULL, (void *)shown_password);
 }
 
 /* ---- dispatch ---------------------------------------------------------------- */
@@ -1443,7 +1075,7 @@ static void handle(void *ctx, struct tvmw_http_req *req)
         clients_route(api, req, p + 8);
     } else if (strcmp(p, "/audit") == 0) {
         req->route = "admin_audit";
-        audit_route(api, req, 0);
+        cp_admin_audit_route(api, req, 0);
     } else {
         tvmw_http_reply_error(req, 404, "not_found", "no route %s", req->path);
     }
