@@ -225,6 +225,7 @@ static void set_defaults(struct tvmw_config *c)
     c->http.max_connections = 1024;
     c->state.map_size_mb = 4096;
     c->state.dedup_window_s = 600;
+    c->state.changelog_entries = 100000;
     c->billing.check_interval_ms = 3600000;
     c->billing.period_unit_s = 30 * 86400;
     c->billing.batch = 1000;
@@ -243,7 +244,8 @@ int tvmw_config_parse(const char *text, size_t len, struct tvmw_config *c, char 
                                             NULL};
     static const char *const http_keys[] = {"max_body_bytes", "request_timeout_ms",
                                             "max_connections", NULL};
-    static const char *const state_keys[] = {"map_size_mb", "dedup_window_s", NULL};
+    static const char *const state_keys[] = {"map_size_mb", "dedup_window_s", "changelog_entries",
+                                             NULL};
     static const char *const billing_keys[] = {"check_interval_ms", "period_unit_s", "batch", NULL};
     json_error_t jerr;
     json_t *sec;
@@ -306,6 +308,7 @@ int tvmw_config_parse(const char *text, size_t len, struct tvmw_config *c, char 
     if (sec != NULL) {
         U("map_size_mb", 64, 1048576, state.map_size_mb);
         U("dedup_window_s", 10, 86400, state.dedup_window_s);
+        U("changelog_entries", 100, 100000000, state.changelog_entries);
     }
     if ((rv = parse_section(root, "billing", billing_keys, &sec, err, err_len)) != 0) {
         goto out;

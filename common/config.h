@@ -48,6 +48,7 @@ struct tvmw_config {
     struct {
         size_t map_size_mb;
         unsigned dedup_window_s;
+        unsigned changelog_entries; /* raft entries of changes kept for the edge feed */
     } state;
     struct {
         unsigned check_interval_ms; /* built-in billing run; 0 = off */

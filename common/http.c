@@ -117,6 +117,59 @@ void tvmw_http_reply(struct tvmw_http_req *req, unsigned status, const char *con
     MHD_destroy_response(r);
 }
 
+struct stream {
+    tvmw_http_stream_read_cb read;
+    tvmw_http_stream_done_cb done;
+    void *ctx;
+};
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    struct stream *st = cls;
+    long n = st->read(st->ctx, (uint8_t *)buf, max);
+    if (n < 0) {
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    return n == 0 ? MHD_CONTENT_READER_END_OF_STREAM : (ssize_t)n;
+}
+
+static void stream_free(void *cls)
+{
+    struct stream *st = cls;
+    st->done(st->ctx);
+    free(st);
+}
+
+void tvmw_http_reply_stream(struct tvmw_http_req *req, unsigned status, const char *content_type,
+                            const char *const *headers, tvmw_http_stream_read_cb read,
+                            tvmw_http_stream_done_cb done, void *ctx)
+{
+    struct stream *st = malloc(sizeof(*st));
+    struct MHD_Response *r = NULL;
+    if (st != NULL) {
+        st->read = read;
+        st->done = done;
+        st->ctx = ctx;
+        r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, st,
+                                              stream_free);
+    }
+    if (r == NULL) {
+        free(st);
+        done(ctx);
+        tvmw_http_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    req->answered = true;
+    req->status = status;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    for (const char *const *h = headers; h != NULL && h[0] != NULL; h += 2) {
+        MHD_add_response_header(r, h[0], h[1]);
+    }
+    MHD_queue_response(req->conn, status, r);
+    MHD_destroy_response(r);
+}
+
 void tvmw_http_reply_json(struct tvmw_http_req *req, unsigned status, const json_t *obj)
 {
     char *text = json_dumps(obj, JSON_COMPACT);

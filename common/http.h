@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -58,6 +59,15 @@ void tvmw_http_server_stop(struct tvmw_http_server *s);
 /* headers: NULL-terminated array of name, value, name, value, ... or NULL. */
 void tvmw_http_reply(struct tvmw_http_req *req, unsigned status, const char *content_type,
                      const void *body, size_t len, const char *const *headers);
+/* A streamed answer of unknown length (chunked): read() is called on the
+ * connection's thread to fill buf and returns the byte count, 0 at the end
+ * or a negative error (the connection is then cut, so the client sees a
+ * truncated body); done() runs once when the answer is over. */
+typedef long (*tvmw_http_stream_read_cb)(void *ctx, uint8_t *buf, size_t len);
+typedef void (*tvmw_http_stream_done_cb)(void *ctx);
+void tvmw_http_reply_stream(struct tvmw_http_req *req, unsigned status, const char *content_type,
+                            const char *const *headers, tvmw_http_stream_read_cb read,
+                            tvmw_http_stream_done_cb done, void *ctx);
 /* Body is json_dumps(obj) plus a newline; obj is borrowed. */
 void tvmw_http_reply_json(struct tvmw_http_req *req, unsigned status, const json_t *obj);
 /* {"error": code, "message": ...}; 503 adds Retry-After and "retryable": true. */

@@ -27,6 +27,7 @@
 #include "common/metrics.h"
 #include "controlplane/billing_http.h"
 #include "controlplane/catalog.h"
+#include "controlplane/changelog.h"
 
 #define RETRY_PAUSE_MS      100
 #define IDEMPOTENCY_KEY_MAX 64
@@ -1030,6 +1031,89 @@ void cp_billing_do_write(struct cp_billing_http *bh, struct tvmw_http_req *req,
                        shown_password ? show_password : NULL, (void *)shown_password);
 }
 
+/* ---- edge feed and snapshot (docs/edge-protocol.md) ------------------------ */
+
+#define FEED_DEFAULT_WAIT_MS 10000
+#define FEED_MAX_WAIT_MS     30000
+#define FEED_DEFAULT_LIMIT   10000
+#define FEED_MAX_LIMIT       100000
+
+static bool query_u64(struct tvmw_http_req *req, const char *name, uint64_t dflt, uint64_t max,
+                      uint64_t *out)
+{
+    const char *v = tvmw_http_query(req, name);
+    *out = dflt;
+    if (v == NULL) {
+        return true;
+    }
+    if (strcmp(v, "0") == 0) {
+        *out = 0;
+        return true;
+    }
+    return cp_api_parse_id(v, strlen(v), out) && *out <= max;
+}
+
+static void edge_feed(struct cp_api *api, struct tvmw_http_req *req)
+{
+    uint64_t after, wait_ms, limit;
+    if (!query_u64(req, "after", 0, UINT64_MAX / 2, &after) ||
+        tvmw_http_query(req, "after") == NULL ||
+        !query_u64(req, "wait_ms", FEED_DEFAULT_WAIT_MS, FEED_MAX_WAIT_MS, &wait_ms) ||
+        !query_u64(req, "limit", FEED_DEFAULT_LIMIT, FEED_MAX_LIMIT, &limit) || limit == 0) {
+        tvmw_http_reply_error(req, 400, "bad_request",
+                              "after (an index) is required; wait_ms <= %d; limit 1..%d",
+                              FEED_MAX_WAIT_MS, FEED_MAX_LIMIT);
+        return;
+    }
+    struct cp_fsm *fsm = cp_node_fsm(api->node);
+    for (int pass = 0; pass < 2; pass++) {
+        json_t *out = NULL;
+        bool gone = false;
+        int rv = cp_feed_read(fsm, after, (unsigned)limit, &out, &gone);
+        if (rv != 0) {
+            tvmw_http_reply_error(req, 503, "unavailable", "state read failed: %s",
+                                  tvmw_strerror(rv));
+            return;
+        }
+        if (gone || pass == 1 || json_array_size(json_object_get(out, "changes")) > 0 ||
+            (uint64_t)json_integer_value(json_object_get(out, "last_index")) > after ||
+            wait_ms == 0) {
+            tvmw_http_reply_json(req, gone ? 410 : 200, out);
+            json_decref(out);
+            return;
+        }
+        json_decref(out);
+        /* Nothing new: long poll until something is applied. */
+        cp_node_wait_applied(api->node, after, (unsigned)wait_ms);
+    }
+}
+
+static long snap_read(void *ctx, uint8_t *buf, size_t len)
+{
+    return cp_edge_snap_read(ctx, buf, len);
+}
+
+static void snap_done(void *ctx)
+{
+    cp_edge_snap_close(ctx);
+}
+
+static void edge_snapshot(struct cp_api *api, struct tvmw_http_req *req)
+{
+    struct cp_edge_snap *s;
+    uint64_t index;
+    int rv = cp_edge_snap_open(cp_node_fsm(api->node), &s, &index);
+    if (rv != 0) {
+        tvmw_http_reply_error(req, 503, "unavailable", "state read failed: %s", tvmw_strerror(rv));
+        return;
+    }
+    char idx[24];
+    snprintf(idx, sizeof(idx), "%llu", (unsigned long long)index);
+    const char *hdrs[] = {"X-Tvmw-Snapshot-Index", idx, NULL};
+    TVMW_LOG_INFO("edge", "snapshot stream to %s index=%s", req->remote, idx);
+    tvmw_http_reply_stream(req, 200, "application/octet-stream", hdrs, snap_read, snap_done, s);
+}
+
 /* ---- dispatch ---------------------------------------------------------------- */
 
 static void handle(void *ctx, struct tvmw_http_req *req)
@@ -1048,6 +1132,17 @@ static void handle(void *ctx, struct tvmw_http_req *req)
     }
     while (p[0] == '/' && p[1] == '/') {
         p++; /* "//billing/api/..." from clients that join base URL and path */
+    }
+    if (strcmp(p, "/edge/v1/feed") == 0 || strcmp(p, "/edge/v1/snapshot") == 0) {
+        req->route = p[9] == 'f' ? "edge_feed" : "edge_snapshot";
+        if (strcmp(req->method, "GET") != 0) {
+            cp_api_method_not_allowed(req, "GET");
+        } else if (p[9] == 'f') {
+            edge_feed(api, req);
+        } else {
+            edge_snapshot(api, req);
+        }
+        return;
     }
     if (strncmp(p, "/billing/api/", 13) == 0) {
         cp_billing_handle(&api->billing, req, p + 13);

@@ -20,6 +20,7 @@
 #include "common/bytes.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "controlplane/changelog.h"
 
 #define KEY_MAX 511 /* LMDB's default maximum key size */
 
@@ -698,7 +699,10 @@ int bl_uniq_put(struct bl_ctx *c, const char *name, const char *key, uint64_t id
         return rv;
     }
     tvmw_put_be64(val, id);
-    return mdb_put(c->txn, c->db->uniq, &k, &v, 0) == 0 ? 0 : TVMW_ESTORE;
+    if (mdb_put(c->txn, c->db->uniq, &k, &v, 0) != 0) {
+        return TVMW_ESTORE;
+    }
+    return cp_changelog_note(c->txn, c->db->uniq, &k, &v);
 }
 
 int bl_uniq_del(struct bl_ctx *c, const char *name, const char *key)
@@ -710,7 +714,10 @@ int bl_uniq_del(struct bl_ctx *c, const char *name, const char *key)
         return rv == TVMW_ETOOBIG ? 0 : rv;
     }
     int rc = mdb_del(c->txn, c->db->uniq, &k, NULL);
-    return rc == 0 || rc == MDB_NOTFOUND ? 0 : TVMW_ESTORE;
+    if (rc == MDB_NOTFOUND) {
+        return 0;
+    }
+    return rc == 0 ? cp_changelog_note(c->txn, c->db->uniq, &k, NULL) : TVMW_ESTORE;
 }
 
 /* ---- relations -------------------------------------------------------------- */
@@ -732,8 +739,9 @@ int bl_rel_put(struct bl_ctx *c, const char *name, uint64_t from, uint64_t to, c
     MDB_val k = {.mv_size = rel_key(name, from, to, key), .mv_data = key};
     MDB_val v = {.mv_size = text ? strlen(text) : 0, .mv_data = text ? text : ""};
     int rc = mdb_put(c->txn, c->db->rel, &k, &v, 0);
+    int rv = rc == 0 ? cp_changelog_note(c->txn, c->db->rel, &k, &v) : TVMW_ESTORE;
     free(text);
-    return rc == 0 ? 0 : TVMW_ESTORE;
+    return rv;
 }
 
 int bl_rel_del(struct bl_ctx *c, const char *name, uint64_t from, uint64_t to)
@@ -741,7 +749,10 @@ int bl_rel_del(struct bl_ctx *c, const char *name, uint64_t from, uint64_t to)
     uint8_t key[96];
     MDB_val k = {.mv_size = rel_key(name, from, to, key), .mv_data = key};
     int rc = mdb_del(c->txn, c->db->rel, &k, NULL);
-    return rc == 0 ? 0 : rc == MDB_NOTFOUND ? TVMW_ENOTFOUND : TVMW_ESTORE;
+    if (rc == 0) {
+        return cp_changelog_note(c->txn, c->db->rel, &k, NULL);
+    }
+    return rc == MDB_NOTFOUND ? TVMW_ENOTFOUND : TVMW_ESTORE;
 }
 
 int bl_rel_get(struct bl_ctx *c, const char *name, uint64_t from, uint64_t to, json_t **val)

@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "controlplane/billing.h"
 #include "controlplane/catalog.h"
+#include "controlplane/changelog.h"
 
 #define MAX_RECORD_BYTES    (4u << 20)
 #define SESSION_PRUNE_BATCH 64
@@ -32,14 +33,17 @@ struct cp_fsm {
     struct cp_dbs db;
     uint64_t last_applied;
     uint64_t dedup_window_ms;
+    uint64_t changelog_window;
+    uint64_t applying_index; /* the entry being applied, 0 outside apply */
+    uint32_t applying_seq;
     char dir[512];
 };
 
 /* Order of the databases in a snapshot. Adding one appends here. */
 static const char *const db_names[] = {
-    "meta",     "sessions", "sesslog", "members",      "clients",     "customers",
-    "accounts", "devices",  "tariffs", "transactions", "messages",    "channels",
-    "uniq",     "rel",      "audit",   "categories",   "datacenters", "services"};
+    "meta",    "sessions",   "sesslog",      "members",  "clients",  "customers", "accounts",
+    "devices", "tariffs",    "transactions", "messages", "channels", "uniq",      "rel",
+    "audit",   "categories", "datacenters",  "services", "changelog"};
 #define N_DBS (sizeof(db_names) / sizeof(db_names[0]))
 _Static_assert(sizeof(struct cp_dbs) == N_DBS * sizeof(MDB_dbi), "db table out of date");
 
@@ -136,9 +140,12 @@ int cp_record_put(MDB_txn *txn, MDB_dbi dbi, uint64_t id, const json_t *obj)
         return -ENOMEM;
     }
     MDB_val k = {.mv_size = 8, .mv_data = key}, v = {.mv_size = strlen(text), .mv_data = text};
-    int rc = mdb_put(txn, dbi, &k, &v, 0);
+    int rv = err_from_mdb(mdb_put(txn, dbi, &k, &v, 0));
+    if (rv == 0) {
+        rv = cp_changelog_note(txn, dbi, &k, &v);
+    }
     free(text);
-    return err_from_mdb(rc);
+    return rv;
 }
 
 int cp_record_get(MDB_txn *txn, MDB_dbi dbi, uint64_t id, json_t **out)
@@ -163,7 +170,11 @@ int cp_record_del(MDB_txn *txn, MDB_dbi dbi, uint64_t id)
     uint8_t key[8];
     tvmw_put_be64(key, id);
     MDB_val k = {.mv_size = 8, .mv_data = key};
-    return err_from_mdb(mdb_del(txn, dbi, &k, NULL));
+    int rv = err_from_mdb(mdb_del(txn, dbi, &k, NULL));
+    if (rv == 0) {
+        rv = cp_changelog_note(txn, dbi, &k, NULL);
+    }
+    return rv;
 }
 
 int cp_record_list(MDB_txn *txn, MDB_dbi dbi, json_t **out)
@@ -226,6 +237,7 @@ static int env_open(struct cp_fsm *f, size_t map_size_mb)
     mdb_env_set_maxdbs(f->env, 32);
     /* NOSYNC: see the durability note in fsm.h. NOTLS: read txns of HTTP
      * threads are not tied to thread-local slots. */
+    mdb_env_set_userctx(f->env, f); /* changelog.c finds the fsm from a txn */
     rc = mdb_env_open(f->env, f->dir, MDB_NOSYNC | MDB_NOTLS, 0600);
     if (rc != 0) {
         mdb_env_close(f->env);
@@ -299,6 +311,7 @@ int cp_fsm_open(const char *dir, size_t map_size_mb, unsigned dedup_window_s, st
     }
     snprintf(f->dir, sizeof(f->dir), "%s", dir);
     f->dedup_window_ms = (uint64_t)dedup_window_s * 1000;
+    f->changelog_window = 100000;
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         rv = -errno;
         goto err_free;
@@ -352,6 +365,22 @@ void cp_fsm_close(struct cp_fsm *f)
     mdb_env_sync(f->env, 1);
     mdb_env_close(f->env);
     free(f);
+}
+
+void cp_fsm_set_changelog_window(struct cp_fsm *f, uint64_t entries)
+{
+    f->changelog_window = entries;
+}
+
+bool cp_fsm_applying(MDB_txn *txn, uint64_t *index, uint32_t *seq)
+{
+    struct cp_fsm *f = mdb_env_get_userctx(mdb_txn_env(txn));
+    if (f == NULL || f->applying_index == 0) {
+        return false;
+    }
+    *index = f->applying_index;
+    *seq = f->applying_seq++;
+    return true;
 }
 
 uint64_t cp_fsm_last_applied(const struct cp_fsm *f)
@@ -544,7 +573,13 @@ int cp_fsm_apply(struct cp_fsm *f, uint64_t index, const void *buf, size_t len,
         *res = cp_result_error(400, "malformed_json", "command payload is not a JSON object");
     } else {
         struct cp_apply a = {.txn = txn, .db = &f->db, .cmd = &cmd, .index = index};
+        f->applying_index = index;
+        f->applying_seq = 0;
         rv = dispatch(&a, payload, res);
+        f->applying_index = 0;
+        if (rv == 0) {
+            rv = cp_changelog_prune(&a, f->changelog_window);
+        }
         json_decref(payload);
         if (rv != 0) {
             goto err_abort;

@@ -19,6 +19,7 @@
 #ifndef TVMW_CONTROLPLANE_FSM_H
 #define TVMW_CONTROLPLANE_FSM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,6 +53,8 @@ struct cp_dbs {
     MDB_dbi categories;
     MDB_dbi datacenters;
     MDB_dbi services; /* streaming services */
+    /* Edge feed (changelog.c): be64 index, be32 seq -> projected change. */
+    MDB_dbi changelog;
 };
 
 /* The answer to a command: an HTTP status and a JSON body. */
@@ -88,6 +91,11 @@ int cp_record_list(MDB_txn *txn, MDB_dbi dbi, json_t **out);
 struct cp_fsm;
 
 int cp_fsm_open(const char *dir, size_t map_size_mb, unsigned dedup_window_s, struct cp_fsm **out);
+/* How many raft entries of changes the edge feed keeps (default 100000). */
+void cp_fsm_set_changelog_window(struct cp_fsm *f, uint64_t entries);
+/* While an entry is applied: its index and the next change number, for
+ * the changelog (changelog.c). False outside apply. */
+bool cp_fsm_applying(MDB_txn *txn, uint64_t *index, uint32_t *seq);
 /* Marks a clean shutdown and syncs. */
 void cp_fsm_close(struct cp_fsm *f);
 uint64_t cp_fsm_last_applied(const struct cp_fsm *f);

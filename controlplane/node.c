@@ -96,9 +96,11 @@ struct cp_node {
     uint64_t last_leader;
     uint64_t last_term;
 
-    /* smu guards status */
+    /* smu guards status; applied_cv is signalled when applied_index moves */
     pthread_mutex_t smu;
+    pthread_cond_t applied_cv;
     struct cp_status status;
+    bool stopping_status; /* under smu: wakes long polls at shutdown */
 
     struct tvmw_hist apply_hist;
     struct tvmw_hist write_hist;
@@ -680,6 +682,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     if (n->raft.commit_index > n->status.commit_index) {
         n->status.commit_index = n->raft.commit_index;
     }
+    pthread_cond_broadcast(&n->applied_cv); /* edge feed long polls */
     pthread_mutex_unlock(&n->smu);
     return 0;
 }
@@ -806,6 +809,11 @@ int cp_node_new(const struct cp_node_opts *o, struct cp_node **out)
     snprintf(state_dir, sizeof(state_dir), "%s/state", o->data_dir);
     pthread_mutex_init(&n->qmu, NULL);
     pthread_mutex_init(&n->smu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&n->applied_cv, &ca);
+    pthread_condattr_destroy(&ca);
     if ((rv = mkdir_p(n->raft_dir)) != 0) {
         TVMW_LOG_ERROR("node", "cannot create %s: %s", n->raft_dir, tvmw_strerror(rv));
         goto err_free;
@@ -815,6 +823,7 @@ int cp_node_new(const struct cp_node_opts *o, struct cp_node **out)
         TVMW_LOG_ERROR("node", "cannot open state %s: %s", state_dir, tvmw_strerror(rv));
         goto err_free;
     }
+    cp_fsm_set_changelog_window(n->fsm, o->conf->state.changelog_entries);
     uv_loop_init(&n->loop);
     /* A peer that closes its socket must not kill us with SIGPIPE on the
      * next write; neither libuv nor libraft ignores it. */
@@ -893,6 +902,10 @@ void cp_node_stop(struct cp_node *n)
     pthread_mutex_lock(&n->qmu);
     n->stopping = true;
     pthread_mutex_unlock(&n->qmu);
+    pthread_mutex_lock(&n->smu);
+    n->stopping_status = true;
+    pthread_cond_broadcast(&n->applied_cv);
+    pthread_mutex_unlock(&n->smu);
     uv_async_send(&n->async);
 }
 
@@ -905,6 +918,7 @@ void cp_node_free(struct cp_node *n)
     cp_fsm_close(n->fsm);
     pthread_mutex_destroy(&n->qmu);
     pthread_mutex_destroy(&n->smu);
+    pthread_cond_destroy(&n->applied_cv);
     free(n);
 }
 
@@ -913,6 +927,24 @@ void cp_node_status(struct cp_node *n, struct cp_status *out)
     pthread_mutex_lock(&n->smu);
     *out = n->status;
     pthread_mutex_unlock(&n->smu);
+}
+
+uint64_t cp_node_wait_applied(struct cp_node *n, uint64_t after, unsigned timeout_ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)timeout_ms * 1000000u;
+    ts.tv_sec += (time_t)(ns / 1000000000u);
+    ts.tv_nsec = (long)(ns % 1000000000u);
+    pthread_mutex_lock(&n->smu);
+    while (n->status.applied_index <= after && !n->stopping_status) {
+        if (pthread_cond_timedwait(&n->applied_cv, &n->smu, &ts) == ETIMEDOUT) {
+            break;
+        }
+    }
+    uint64_t applied = n->status.applied_index;
+    pthread_mutex_unlock(&n->smu);
+    return applied;
 }
 
 struct cp_fsm *cp_node_fsm(struct cp_node *n)

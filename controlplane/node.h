@@ -85,6 +85,9 @@ void cp_node_stop(struct cp_node *n);
 void cp_node_free(struct cp_node *n);
 
 void cp_node_status(struct cp_node *n, struct cp_status *out);
+/* Any thread: waits up to timeout_ms until this node has applied an index
+ * above `after` (or it stops); returns the applied index. */
+uint64_t cp_node_wait_applied(struct cp_node *n, uint64_t after, unsigned timeout_ms);
 struct cp_fsm *cp_node_fsm(struct cp_node *n);
 uint64_t cp_node_id(const struct cp_node *n);
 /* Apply latency histogram, etc., in Prometheus text. */
