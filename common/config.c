@@ -216,15 +216,15 @@ static void set_defaults(struct tvmw_config *c)
     memset(c, 0, sizeof(*c));
     c->raft.election_timeout_ms = 1000;
     c->raft.heartbeat_timeout_ms = 100;
-    c->raft.snapshot_threshold = 8192;
-    c->raft.snapshot_trailing = 4096;
+    c->raft.snapshot_threshold = 32768;
+    c->raft.snapshot_trailing = 8192;
     c->raft.install_snapshot_timeout_ms = 5000;
     c->raft.pre_vote = true;
     c->http.max_body_bytes = 1 << 20;
     c->http.request_timeout_ms = 10000;
     c->http.max_connections = 1024;
     c->state.map_size_mb = 4096;
-    c->state.dedup_window_s = 600;
+    c->state.dedup_window_s = 300;
     c->state.changelog_entries = 100000;
     c->billing.check_interval_ms = 3600000;
     c->billing.period_unit_s = 30 * 86400;
