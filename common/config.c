@@ -234,12 +234,13 @@ static void set_defaults(struct tvmw_config *c)
 int tvmw_config_parse(const char *text, size_t len, struct tvmw_config *c, char *err,
                       size_t err_len)
 {
-    static const char *const top[] = {"cluster_name", "admin_token", "data_root", "raft", "http",
-                                      "state",        "nodes",       "edges",     NULL};
+    static const char *const top[] = {"cluster_name", "admin_token", "data_root", "raft",  "http",
+                                      "state",        "billing",     "nodes",     "edges", NULL};
     static const char *const raft_keys[] = {"election_timeout_ms",
                                             "heartbeat_timeout_ms",
                                             "snapshot_threshold",
                                             "snapshot_trailing",
+                                            "install_snapshot_timeout_ms",
                                             "pre_vote",
                                             NULL};
     static const char *const http_keys[] = {"max_body_bytes", "request_timeout_ms",

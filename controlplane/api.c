@@ -994,6 +994,17 @@ int cp_billing_client(struct cp_billing_http *bh, struct tvmw_http_req *req, uin
     return TVMW_ENOTFOUND;
 }
 
+int cp_billing_recheck_at_leader(struct cp_billing_http *bh, struct tvmw_http_req *req)
+{
+    struct cp_api *api = bh->api;
+    struct cp_status st;
+    cp_node_status(api->node, &st);
+    if (forwarded_in(req) || st.state == RAFT_LEADER || st.leader_id == 0) {
+        return 0;
+    }
+    return forward(api, req, st.leader_id, NULL, api->conf->http.request_timeout_ms) == 0;
+}
+
 int cp_billing_request_id(struct tvmw_http_req *req, uint8_t out[CP_REQID_SIZE])
 {
     return cp_api_request_id(req, out);

@@ -44,6 +44,26 @@ static void reply_error(struct tvmw_http_req *req, unsigned status, int code, co
     json_decref(o);
 }
 
+static bool optional_method(const char *path)
+{
+    static const char *const optional[] = {"customer/tariffsubscription/create",
+                                           "customer/tariffsubscription/delete",
+                                           "customer/merchant_url",
+                                           "customer/payment/create",
+                                           "customer/payment/process",
+                                           "tariff/option/list",
+                                           "tariff/streamservice/assign",
+                                           "tariff/streamservice/remove",
+                                           "session/list",
+                                           NULL};
+    for (const char *const *o = optional; *o; o++) {
+        if (strcmp(*o, path) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* ---- form decoding ------------------------------------------------------- */
 
 static int hexv(char c)
@@ -279,7 +299,7 @@ static void source_address(const struct cp_billing_http *bh, struct tvmw_http_re
 
 void cp_billing_handle(struct cp_billing_http *bh, struct tvmw_http_req *req, const char *path)
 {
-    char method[64];
+    char method[64] = "";
     size_t n = strlen(path);
     req->route = "billing";
     while (n > 0 && path[n - 1] == '/') {
@@ -292,7 +312,12 @@ void cp_billing_handle(struct cp_billing_http *bh, struct tvmw_http_req *req, co
         m = bl_method_find(method);
     }
     if (m == NULL) {
-        reply_error(req, 404, -1, "Unknown method");
+        if (optional_method(method)) {
+            /* Documented by Smarty, used by no known client (spec 3.0). */
+            reply_error(req, 200, BL_EINTERNAL, "Not implemented");
+        } else {
+            reply_error(req, 404, -1, "Unknown method");
+        }
         return;
     }
     if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "POST") != 0) {
@@ -340,6 +365,11 @@ void cp_billing_handle(struct cp_billing_http *bh, struct tvmw_http_req *req, co
         return;
     }
     const char *key = json_string_value(json_object_get(client, "billing_api_key"));
+    bool refused = key == NULL || key[0] == '\0' || !signature_ok(params, key, sig) ||
+                   !source_allowed(client, source);
+    if (refused && cp_billing_recheck_at_leader(bh, req)) {
+        goto out;
+    }
     if (key == NULL || key[0] == '\0' || !signature_ok(params, key, sig)) {
         TVMW_LOG_WARN("billing", "auth failed: bad signature client=%lld source=%s path=%s",
                       (long long)client_id, source, req->path);

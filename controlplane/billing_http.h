@@ -36,6 +36,10 @@ char *cp_billing_protect_password(const struct cp_billing_http *bh, const char *
 int cp_billing_client(struct cp_billing_http *bh, struct tvmw_http_req *req, uint64_t id,
                       json_t **out);
 int cp_billing_request_id(struct tvmw_http_req *req, uint8_t out[CP_REQID_SIZE]);
+/* A follower whose copy of a client refused a request (maybe only because
+ * a new key or network list has not reached it yet) lets the leader
+ * decide: 1 when the leader's answer was relayed, else 0. */
+int cp_billing_recheck_at_leader(struct cp_billing_http *bh, struct tvmw_http_req *req);
 void cp_billing_do_read(struct cp_billing_http *bh, struct tvmw_http_req *req, uint64_t client_id,
                         const struct bl_method *m, json_t *params);
 /* Proposes payload as a CP_CMD_BILLING command and answers with its reply;

@@ -15,7 +15,8 @@
  *
  * Period k of an account on a tariff covers
  *   [created + k * len, created + (k + 1) * len),  len = period * unit,
- * and is charged at the first run inside it.
+ * and is charged at the first run inside it, or, if no run happened in
+ * it, by the next run (see charge()).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -50,43 +51,15 @@ static bool builtin_client(struct cp_apply *a, uint64_t client, uint64_t *cached
     return yes;
 }
 
-/* Charges one tariff's current period; *short_of_money when it could not. */
-static int charge(struct bl_ctx *c, struct run *r, uint64_t acc_id, json_t *acc, uint64_t tar_id,
-                  json_t *cust, bool *short_of_money)
+/* Writes the charge of period k: a ledger transaction keyed by (account,
+ * tariff, k) in the "charge" index. */
+static int charge_period(struct bl_ctx *c, struct run *r, uint64_t acc_id, uint64_t cust_id,
+                         uint64_t tar_id, const char *name, int64_t price, uint64_t k,
+                         const char *key, json_t *cust)
 {
-    json_t *t;
-    int rv = bl_obj_get(c, BL_TARIFF, tar_id, &t);
-    if (rv != 0) {
-        return rv == TVMW_ENOTFOUND ? 0 : rv;
-    }
-    int64_t price = json_integer_value(json_object_get(t, "price_cents"));
-    const char *ptext = json_string_value(json_object_get(t, "period"));
-    double period = ptext ? strtod(ptext, NULL) : json_number_value(json_object_get(t, "period"));
-    uint64_t created = (uint64_t)json_integer_value(json_object_get(acc, "created_ms"));
-    uint64_t len = (uint64_t)(period * (double)r->unit_ms);
-    if (price <= 0 || len == 0 || r->run_ms < created) {
-        json_decref(t);
-        return 0;
-    }
-    uint64_t k = (r->run_ms - created) / len, existing;
-    char key[96];
-    snprintf(key, sizeof(key), "%" PRIu64 ":%" PRIu64 ":%" PRIu64, acc_id, tar_id, k);
-    rv = bl_uniq_get(c, "charge", key, &existing);
-    if (rv != TVMW_ENOTFOUND) {
-        json_decref(t);
-        return rv; /* 0: this period is paid */
-    }
-    uint64_t cust_id = (uint64_t)json_integer_value(json_object_get(acc, "customer_id"));
-    if (json_integer_value(json_object_get(cust, "balance_cents")) < price) {
-        *short_of_money = true;
-        json_decref(t);
-        return 0;
-    }
     uint64_t tx_id;
     char comment[320];
-    snprintf(comment, sizeof(comment), "Charge for tariff \"%s\", period %" PRIu64,
-             json_string_value(json_object_get(t, "name")) ?: "", k);
-    json_decref(t);
+    snprintf(comment, sizeof(comment), "Charge for tariff \"%s\", period %" PRIu64, name, k);
     json_t *tx =
         json_pack("{s:I, s:n, s:I, s:i, s:s, s:s, s:n, s:s, s:s, s:I, s:I, s:I}", "customer_id",
                   (json_int_t)cust_id, "ext_id", "amount_cents", (json_int_t)-price, "processed", 1,
@@ -96,6 +69,7 @@ static int charge(struct bl_ctx *c, struct run *r, uint64_t acc_id, json_t *acc,
     if (tx == NULL) {
         return -ENOMEM;
     }
+    int rv;
     if ((rv = bl_obj_new_id(c, BL_TRANSACTION, &tx_id)) != 0 ||
         (rv = bl_obj_put(c, BL_TRANSACTION, tx_id, tx)) != 0 ||
         (rv = bl_uniq_put(c, "charge", key, tx_id)) != 0 ||
@@ -110,6 +84,87 @@ static int charge(struct bl_ctx *c, struct run *r, uint64_t acc_id, json_t *acc,
         json_integer(json_integer_value(json_object_get(cust, "balance_cents")) - price));
     r->charged++;
     return 0;
+}
+
+/* When the tariff was given to the account (directly or through its
+ * customer): periods before it are never charged. */
+static uint64_t assigned_ms(struct bl_ctx *c, uint64_t acc_id, uint64_t cust_id, uint64_t tar_id)
+{
+    json_t *v = NULL;
+    if (bl_rel_get(c, BL_REL_ACC_TAR, acc_id, tar_id, &v) != 0 &&
+        bl_rel_get(c, BL_REL_CUST_TAR, cust_id, tar_id, &v) != 0) {
+        return 0;
+    }
+    uint64_t ms = (uint64_t)json_integer_value(json_object_get(v, "assigned_ms"));
+    json_decref(v);
+    return ms;
+}
+
+/* Charges every period of one tariff that is due and unpaid, oldest first
+ * — a run that did not happen (no leader for longer than a period) is
+ * caught up by the next one; *short_of_money when the balance ran out.
+ * Periods that passed while the account was blocked for debt are not
+ * charged: it could not watch then. "charge_next/<acc>:<tariff>" remembers
+ * the first period not known to be paid, so a run looks at new periods
+ * only. */
+static int charge(struct bl_ctx *c, struct run *r, uint64_t acc_id, json_t *acc, uint64_t tar_id,
+                  json_t *cust, bool *short_of_money)
+{
+    json_t *t;
+    int rv = bl_obj_get(c, BL_TARIFF, tar_id, &t);
+    if (rv != 0) {
+        return rv == TVMW_ENOTFOUND ? 0 : rv;
+    }
+    int64_t price = json_integer_value(json_object_get(t, "price_cents"));
+    const char *ptext = json_string_value(json_object_get(t, "period"));
+    double period = ptext ? strtod(ptext, NULL) : json_number_value(json_object_get(t, "period"));
+    uint64_t created = (uint64_t)json_integer_value(json_object_get(acc, "created_ms"));
+    uint64_t len = (uint64_t)(period * (double)r->unit_ms);
+    uint64_t cust_id = (uint64_t)json_integer_value(json_object_get(acc, "customer_id"));
+    char name[256];
+    snprintf(name, sizeof(name), "%s", json_string_value(json_object_get(t, "name")) ?: "");
+    json_decref(t);
+    if (price <= 0 || len == 0 || r->run_ms < created) {
+        return 0;
+    }
+    uint64_t now_k = (r->run_ms - created) / len, from = 0, next;
+    uint64_t since = assigned_ms(c, acc_id, cust_id, tar_id);
+    if (since > created) {
+        from = (since - created) / len;
+    }
+    char cursor[48], key[96];
+    snprintf(cursor, sizeof(cursor), "%" PRIu64 ":%" PRIu64, acc_id, tar_id);
+    rv = bl_uniq_get(c, "charge_next", cursor, &next);
+    if (rv == 0 && next > from) {
+        from = next;
+    } else if (rv != 0 && rv != TVMW_ENOTFOUND) {
+        return rv;
+    }
+    const char *reason = json_string_value(json_object_get(acc, "status_reason"));
+    if (!json_integer_value(json_object_get(acc, "active")) && reason != NULL &&
+        strcmp(reason, "DEBT") == 0 && from < now_k) {
+        from = now_k; /* blocked for debt: only the period it may watch now */
+    }
+    uint64_t k = from;
+    for (; k <= now_k; k++) {
+        uint64_t existing;
+        snprintf(key, sizeof(key), "%s:%" PRIu64, cursor, k);
+        rv = bl_uniq_get(c, "charge", key, &existing);
+        if (rv == 0) {
+            continue; /* paid */
+        }
+        if (rv != TVMW_ENOTFOUND) {
+            return rv;
+        }
+        if (json_integer_value(json_object_get(cust, "balance_cents")) < price) {
+            *short_of_money = true;
+            break;
+        }
+        if ((rv = charge_period(c, r, acc_id, cust_id, tar_id, name, price, k, key, cust)) != 0) {
+            return rv;
+        }
+    }
+    return k == from ? 0 : bl_uniq_put(c, "charge_next", cursor, k);
 }
 
 static int merge_ids(struct bl_ctx *c, uint64_t acc_id, uint64_t cust_id, uint64_t **ids, size_t *n)

@@ -208,7 +208,7 @@ const char *cp_catalog_check(const char *kind, json_t *fields, int create)
 
 static int ref_exists(struct bl_ctx *c, const char *kind, uint64_t id)
 {
-    MDB_dbi dbi;
+    MDB_dbi dbi = 0;
     json_t *o;
     if (cp_catalog_dbi(c->db, kind, &dbi) != 0) {
         return 0;
@@ -225,7 +225,7 @@ static int ref_exists(struct bl_ctx *c, const char *kind, uint64_t id)
 static int put(struct bl_ctx *c, const struct kind *k, uint64_t id, json_t *fields,
                struct cp_result **res)
 {
-    MDB_dbi dbi;
+    MDB_dbi dbi = 0;
     json_t *obj = NULL;
     int created = id == 0, rv;
     cp_catalog_dbi(c->db, k->name, &dbi);
@@ -299,7 +299,7 @@ static int del(struct bl_ctx *c, const struct kind *k, uint64_t id, struct cp_re
                                (unsigned long long)id);
         return 0;
     }
-    MDB_dbi dbi;
+    MDB_dbi dbi = 0;
     cp_catalog_dbi(c->db, k->name, &dbi);
     if ((rv = cp_record_del(c->txn, dbi, id)) != 0) {
         return rv;
@@ -435,7 +435,7 @@ struct list_arg {
 
 int cp_catalog_list(struct cp_fsm *f, uint64_t client_id, const char *kind, json_t **out)
 {
-    MDB_dbi dbi;
+    MDB_dbi dbi = 0;
     MDB_txn *txn;
     if (cp_catalog_dbi(cp_fsm_dbs(f), kind, &dbi) != 0) {
         return TVMW_ENOTFOUND;
@@ -467,7 +467,7 @@ int cp_catalog_list(struct cp_fsm *f, uint64_t client_id, const char *kind, json
 int cp_catalog_get(struct cp_fsm *f, uint64_t client_id, const char *kind, uint64_t id,
                    json_t **out)
 {
-    MDB_dbi dbi;
+    MDB_dbi dbi = 0;
     MDB_txn *txn;
     if (cp_catalog_dbi(cp_fsm_dbs(f), kind, &dbi) != 0) {
         return TVMW_ENOTFOUND;

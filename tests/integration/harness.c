@@ -129,6 +129,24 @@ static void curl_init_once(void)
 int it_http(const char *method, const char *url, const char *body, size_t body_len,
             const char *const *headers, unsigned timeout_ms, struct it_resp *out)
 {
+    return it_http_from(NULL, method, url, body, body_len, headers, timeout_ms, out);
+}
+
+static bool has_header(const char *const *headers, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *const *p = headers; p != NULL && *p != NULL; p++) {
+        if (strncasecmp(*p, name, n) == 0 && (*p)[n] == ':') {
+            return true;
+        }
+    }
+    return false;
+}
+
+int it_http_from(const char *source_ip, const char *method, const char *url, const char *body,
+                 size_t body_len, const char *const *headers, unsigned timeout_ms,
+                 struct it_resp *out)
+{
     pthread_once(&curl_once, curl_init_once);
     memset(out, 0, sizeof(*out));
     uint64_t t0 = it_now_ms();
@@ -141,7 +159,7 @@ int it_http(const char *method, const char *url, const char *body, size_t body_l
     struct curl_slist *list = NULL;
     char errbuf[CURL_ERROR_SIZE] = "";
     list = curl_slist_append(list, "Expect:");
-    if (body != NULL) {
+    if (body != NULL && !has_header(headers, "Content-Type")) {
         list = curl_slist_append(list, "Content-Type: application/json");
     }
     for (const char *const *p = headers; p != NULL && *p != NULL; p++) {
@@ -157,6 +175,9 @@ int it_http(const char *method, const char *url, const char *body, size_t body_l
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, &hd);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    if (source_ip != NULL) {
+        curl_easy_setopt(h, CURLOPT_INTERFACE, source_ip);
+    }
     if (body != NULL || strcmp(method, "POST") == 0) {
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, body != NULL ? body : "");
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(body ? body_len : 0));
@@ -301,6 +322,18 @@ static int write_config(struct it_cluster *c)
     json_t *root = json_pack("{s:s, s:s, s:s, s:o, s:o, s:{s:i}, s:o}", "cluster_name", name,
                              "admin_token", IT_TOKEN, "data_root", data_root, "raft", raft, "http",
                              http, "state", "map_size_mb", 256, "nodes", nodes);
+    if (c->opts.extra_config != NULL) {
+        json_error_t jerr;
+        json_t *extra = json_loads(c->opts.extra_config, JSON_REJECT_DUPLICATES, &jerr);
+        if (!json_is_object(extra)) {
+            say("extra_config is not a JSON object: %s", jerr.text);
+            json_decref(extra);
+            json_decref(root);
+            return -1;
+        }
+        json_object_update_recursive(root, extra);
+        json_decref(extra);
+    }
     int rv = json_dump_file(root, c->config_path, JSON_INDENT(2));
     json_decref(root);
     return rv == 0 ? 0 : -1;
@@ -907,6 +940,43 @@ bool it_wait_converged(struct it_cluster *c, unsigned timeout_ms)
         it_sleep_ms(POLL_PAUSE_MS);
     } while (it_now_ms() - t0 < timeout_ms);
     say("not converged within %u ms: %s", timeout_ms, why);
+    return false;
+}
+
+bool it_wait_applied(struct it_cluster *c, unsigned timeout_ms)
+{
+    uint64_t t0 = it_now_ms();
+    long long target = -1;
+    char why[512] = "no leader";
+    do {
+        report_exits(c);
+        for (unsigned i = 1; i <= IT_MAX_NODES && target < 0; i++) {
+            struct it_resp r = {0};
+            if (is_live_member(c, i) && it_healthz(c, i, &r) && r.status == 200 &&
+                strcmp(it_resp_str(&r, "role") ? it_resp_str(&r, "role") : "", "leader") == 0) {
+                target = it_resp_int(&r, "commit_index");
+            }
+            it_resp_close(&r);
+        }
+        bool ok = target > 0;
+        for (unsigned i = 1; i <= IT_MAX_NODES && ok; i++) {
+            struct it_resp r = {0};
+            if (!is_live_member(c, i)) {
+                continue;
+            }
+            if (!it_healthz(c, i, &r) || it_resp_int(&r, "applied_index") < target) {
+                it_fmt(why, sizeof(why), "node %u applied_index %lld < %lld", i,
+                       it_resp_int(&r, "applied_index"), target);
+                ok = false;
+            }
+            it_resp_close(&r);
+        }
+        if (ok) {
+            return true;
+        }
+        it_sleep_ms(POLL_PAUSE_MS);
+    } while (it_now_ms() - t0 < timeout_ms);
+    say("not applied within %u ms: %s", timeout_ms, why);
     return false;
 }
 

@@ -19,7 +19,8 @@
  *
  * Environment: TVMW_CP_BIN (required) the server binary; TVMW_IT_LOG_LEVEL
  * passes --log-level to every node; TVMW_IT_PORT_OFFSET shifts every port
- * (the tests use 23000..23909), e.g. to run two build trees at once.
+ * (the tests use 23000..23909 and, for the Billing API, 24000..24999), e.g.
+ * to run two build trees at once.
  *
  * Threads: the node control functions (start, stop, kill, wipe) belong to
  * the thread that made the cluster (the parent-death signal follows the
@@ -68,11 +69,19 @@ struct it_resp {
 };
 
 /* One request. url is absolute; body may be NULL (no body) and is sent
- * with Content-Type: application/json; headers is a NULL-terminated list of
- * "Name: value" strings or NULL. Fills *out (always; release it with
- * it_resp_close). Returns 0, or -1 when no HTTP answer came. */
+ * with Content-Type: application/json unless headers name another;
+ * headers is a NULL-terminated list of "Name: value" strings or NULL.
+ * Fills *out (always; release it with it_resp_close). Returns 0, or -1
+ * when no HTTP answer came. */
 int it_http(const char *method, const char *url, const char *body, size_t body_len,
             const char *const *headers, unsigned timeout_ms, struct it_resp *out);
+/* it_http from a chosen local address (e.g. "127.0.0.5": any 127/8 address
+ * works on loopback), so that a test can tell callers apart by source;
+ * NULL is it_http. A "Content-Type" in headers replaces the JSON default
+ * ("Content-Type:" with no value sends none). */
+int it_http_from(const char *source_ip, const char *method, const char *url, const char *body,
+                 size_t body_len, const char *const *headers, unsigned timeout_ms,
+                 struct it_resp *out);
 void it_resp_close(struct it_resp *r);
 /* Copies the value of response header `name` (case-insensitive) into out;
  * false if absent. */
@@ -91,6 +100,9 @@ struct it_opts {
     unsigned snapshot_trailing;  /* 0 with threshold 0: 4096 */
     size_t max_body_bytes;       /* 0: server default */
     const char *name;            /* test name, for the temp dir and messages */
+    /* A JSON object merged (recursively) into the generated cluster.json,
+     * e.g. "{\"billing\":{\"check_interval_ms\":250}}"; NULL: none. */
+    const char *extra_config;
 };
 
 struct it_node {
@@ -173,6 +185,12 @@ uint64_t it_wait_all_ready(struct it_cluster *c, unsigned timeout_ms);
 /* Waits until the applied_index of every running node reaches the leader's
  * commit_index (no writes must be running); returns false on timeout. */
 bool it_wait_converged(struct it_cluster *c, unsigned timeout_ms);
+
+/* Waits until the applied_index of every running member reaches the
+ * leader's commit_index as of the call, without waiting for the log to
+ * stand still (writes, e.g. a billing scheduler, may go on). Returns
+ * false on timeout. */
+bool it_wait_applied(struct it_cluster *c, unsigned timeout_ms);
 
 /* ---- clients ---------------------------------------------------------------- */
 

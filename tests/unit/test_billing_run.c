@@ -119,6 +119,29 @@ static void test_charge_debt_reactivate(void **state)
     bt_free(e);
 }
 
+/* No run happened for three periods (no leader, say): the next run
+ * charges each of them once. */
+static void test_missed_periods_are_caught_up(void **state)
+{
+    (void)state;
+    struct bt_env *e = bt_new();
+    set_builtin(e, 1);
+    uint64_t t0 = e->time_ms;
+    setup_customer(e, 1, "1000");
+    json_t *o = run(e, t0 + 500);
+    assert_int_equal(bt_int(o, "charged"), 1); /* period 0 */
+    json_decref(o);
+    o = run(e, t0 + 3500);
+    assert_int_equal(bt_int(o, "charged"), 3); /* periods 1, 2 and 3 */
+    json_decref(o);
+    o = run(e, t0 + 3900);
+    assert_int_equal(bt_int(o, "charged"), 0);
+    json_decref(o);
+    assert_int_equal(balance_cents(e, 1), 100000 - 4 * 10000);
+    assert_int_equal(balance_cents(e, 1), sum_transactions(e, 1));
+    bt_free(e);
+}
+
 static void test_external_mode_is_never_charged(void **state)
 {
     (void)state;
@@ -173,6 +196,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_charge_debt_reactivate),
+        cmocka_unit_test(test_missed_periods_are_caught_up),
         cmocka_unit_test(test_external_mode_is_never_charged),
         cmocka_unit_test(test_batches_cover_every_account),
     };

@@ -35,6 +35,38 @@ static void test_minimal_and_defaults(void **state)
     assert_true(c.raft.pre_vote);
 }
 
+/* Every key docs/configuration.md documents is accepted (a key missing
+ * from a parser's list would make the node refuse to start). */
+static void test_every_documented_key(void **state)
+{
+    (void)state;
+    static struct tvmw_config c;
+    char err[256] = "";
+    int rv = parse("{\"cluster_name\":\"t\",\"admin_token\":\"0123456789abcdef\","
+                   "\"data_root\":\"/x\","
+                   "\"raft\":{\"election_timeout_ms\":2000,\"heartbeat_timeout_ms\":200,"
+                   "\"snapshot_threshold\":100,\"snapshot_trailing\":50,"
+                   "\"install_snapshot_timeout_ms\":7000,\"pre_vote\":false},"
+                   "\"http\":{\"max_body_bytes\":4096,\"request_timeout_ms\":500,"
+                   "\"max_connections\":10},"
+                   "\"state\":{\"map_size_mb\":128,\"dedup_window_s\":60,"
+                   "\"changelog_entries\":1000},"
+                   "\"billing\":{\"check_interval_ms\":250,\"period_unit_s\":1,\"batch\":3},"
+                   "\"edges\":[{\"id\":\"e1\",\"http_address\":\"127.0.0.1:8201\","
+                   "\"datacenter\":\"dc1\"}]," NODES "}",
+                   &c, err);
+    if (rv != 0) {
+        fail_msg("refused: %s", err);
+    }
+    assert_int_equal(c.raft.install_snapshot_timeout_ms, 7000);
+    assert_false(c.raft.pre_vote);
+    assert_int_equal(c.state.changelog_entries, 1000);
+    assert_int_equal(c.billing.check_interval_ms, 250);
+    assert_int_equal(c.billing.period_unit_s, 1);
+    assert_int_equal(c.billing.batch, 3);
+    assert_int_equal(c.n_edges, 1);
+}
+
 static void test_refusals(void **state)
 {
     (void)state;
@@ -90,6 +122,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_minimal_and_defaults),
+        cmocka_unit_test(test_every_documented_key),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_addr_split),
     };
