@@ -26,6 +26,7 @@
 #define SESSION_PRUNE_BATCH 64
 #define SNAP_HEADER_SIZE    32
 #define SNAP_END_MARK       0xFF
+#define CP_FSM_MAX_BATCH    512 /* entries per LMDB commit at most */
 
 struct cp_fsm {
     MDB_env *env;
@@ -35,6 +36,8 @@ struct cp_fsm {
     uint64_t dedup_window_ms;
     uint64_t changelog_window;
     uint64_t applying_index; /* the entry being applied, 0 outside apply */
+    MDB_txn *batch;          /* open write txn holding applied, uncommitted entries */
+    unsigned batch_entries;
     uint32_t applying_seq;
     char dir[512];
 };
@@ -355,6 +358,7 @@ void cp_fsm_close(struct cp_fsm *f)
         return;
     }
     MDB_txn *txn;
+    cp_fsm_flush(f);
     if (mdb_txn_begin(f->env, NULL, 0, &txn) == 0) {
         if (put_local(txn, f->local, "clean", "1", 1) == 0) {
             mdb_txn_commit(txn);
@@ -365,6 +369,17 @@ void cp_fsm_close(struct cp_fsm *f)
     mdb_env_sync(f->env, 1);
     mdb_env_close(f->env);
     free(f);
+}
+
+int cp_fsm_flush(struct cp_fsm *f)
+{
+    if (f->batch == NULL) {
+        return 0;
+    }
+    int rc = mdb_txn_commit(f->batch);
+    f->batch = NULL;
+    f->batch_entries = 0;
+    return err_from_mdb(rc);
 }
 
 void cp_fsm_set_changelog_window(struct cp_fsm *f, uint64_t entries)
@@ -545,7 +560,16 @@ int cp_fsm_apply(struct cp_fsm *f, uint64_t index, const void *buf, size_t len,
     if (index <= f->last_applied) {
         return 0; /* re-delivered after a restart: already in the state */
     }
-    int rc = mdb_txn_begin(f->env, NULL, 0, &txn);
+    /* Entries accumulate in one write transaction (committed by
+     * cp_fsm_flush), each in a nested one so that a failure drops only its
+     * own changes: one LMDB commit per batch instead of per entry. */
+    if (f->batch_entries >= CP_FSM_MAX_BATCH && (rv = cp_fsm_flush(f)) != 0) {
+        return rv;
+    }
+    int rc = f->batch ? 0 : mdb_txn_begin(f->env, NULL, 0, &f->batch);
+    if (rc == 0) {
+        rc = mdb_txn_begin(f->env, f->batch, 0, &txn);
+    }
     if (rc != 0) {
         return err_from_mdb(rc);
     }
@@ -602,6 +626,7 @@ commit:
         return err_from_mdb(rc);
     }
     f->last_applied = index;
+    f->batch_entries++;
     return 0;
 
 err_abort:
@@ -623,6 +648,10 @@ err_abort:
 int cp_fsm_snapshot(struct cp_fsm *f, void **out, size_t *out_len)
 {
     MDB_txn *txn;
+    int flushed = cp_fsm_flush(f);
+    if (flushed != 0) {
+        return flushed;
+    }
     struct tvmw_buf b;
     MDB_cursor *cur;
     MDB_val k, v;
@@ -721,7 +750,11 @@ int cp_fsm_restore(struct cp_fsm *f, const void *buf, size_t len)
     const uint8_t *body;
     size_t body_len;
     MDB_txn *txn;
-    int rc, rv = snapshot_verify(buf, len, &index, &body, &body_len);
+    int rc, rv = cp_fsm_flush(f);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = snapshot_verify(buf, len, &index, &body, &body_len);
     if (rv != 0) {
         TVMW_LOG_ERROR("fsm", "snapshot refused: bad header or checksum bytes=%zu", len);
         return TVMW_ECORRUPT;

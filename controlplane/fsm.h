@@ -1,8 +1,10 @@
 /*
  * The replicated state machine: an LMDB environment (docs/internals.md).
  *
- * One raft entry = one LMDB write transaction, which also stores the entry's
- * index as `last_applied`, so the state and its index never disagree. The
+ * One raft entry = one (nested) LMDB write transaction, which also stores
+ * the entry's index as `last_applied`, so the state and its index never
+ * disagree. The entries applied in one turn of the loop are committed
+ * together (cp_fsm_flush) before anybody is answered. The
  * result of every command is kept (keyed by request id) for the dedup
  * window: a retried command answers with the first result and is never
  * applied twice (client sessions, Raft thesis §6.3).
@@ -100,6 +102,11 @@ bool cp_fsm_applying(MDB_txn *txn, uint64_t *index, uint32_t *seq);
 void cp_fsm_close(struct cp_fsm *f);
 uint64_t cp_fsm_last_applied(const struct cp_fsm *f);
 const struct cp_dbs *cp_fsm_dbs(const struct cp_fsm *f);
+
+/* Commits the entries applied since the last flush: until then readers
+ * (other transactions) do not see them. The node flushes once per loop
+ * iteration, and before it answers anybody. Loop thread. */
+int cp_fsm_flush(struct cp_fsm *f);
 
 /* Applies raft entry `index`. Returns 0 also for business errors and for
  * malformed entries (their result says so); TVMW_ESTORE only if LMDB

@@ -49,6 +49,7 @@ struct cp_op {
     struct cp_op *next;
     uint64_t index;
     int step;
+    int ready_rv;
     uint64_t started_ns;
     struct cp_node *node;
     struct raft_change change_req;
@@ -86,6 +87,8 @@ struct cp_node {
     /* loop thread only */
     bool closing;
     struct cp_op *pending;   /* writes proposed, waiting for their index */
+    struct cp_op *ready;     /* writes decided, answered after the next flush */
+    uv_check_t flush_check;  /* flushes the FSM once per loop iteration */
     struct cp_op *read_wait; /* reads waiting for the next barrier */
     struct read_batch *read_inflight;
     struct cp_op *change_inflight;
@@ -218,8 +221,11 @@ static void list_push(struct cp_op **head, struct cp_op *op)
 
 /* ---- publishing status -------------------------------------------------- */
 
+static void flush_and_release(struct cp_node *n);
+
 static void publish_status(struct cp_node *n)
 {
+    flush_and_release(n);
     struct cp_status *s = &n->status;
     raft_id leader = 0;
     const char *addr = NULL;
@@ -242,7 +248,7 @@ static void publish_status(struct cp_node *n)
     s->leader_id = leader;
     s->term = term;
     s->commit_index = n->raft.commit_index;
-    s->applied_index = raft_last_applied(&n->raft);
+    s->applied_index = raft_last_applied(&n->raft); /* flushed just above */
     s->last_index = raft_last_index(&n->raft);
     s->ready = !s->store_failed && ((state == RAFT_LEADER && n->ready_term == term) ||
                                     (state == RAFT_FOLLOWER && leader != 0));
@@ -325,12 +331,48 @@ static void resolve_pending(struct cp_node *n, uint64_t index, const uint8_t *re
             continue;
         }
         *pp = op->next;
-        if (rv == 0) {
-            tvmw_hist_observe_ns(&n->write_hist, tvmw_now_ns() - op->started_ns);
-        }
-        op_complete(op, rv);
+        /* Answered after the flush: the entry is not visible to readers
+         * (nor durable in LMDB) before its transaction commits. */
+        op->ready_rv = rv;
+        list_push(&n->ready, op);
     }
     cp_result_free(res);
+}
+
+/* Commits what was applied and answers whoever waited for it: writes,
+ * long polls of the edge feed, /healthz. Loop thread. */
+static void flush_and_release(struct cp_node *n)
+{
+    if (cp_fsm_flush(n->fsm) != 0) {
+        TVMW_LOG_ERROR("fsm", "commit failed; node stops applying");
+        pthread_mutex_lock(&n->smu);
+        n->status.store_failed = true;
+        pthread_mutex_unlock(&n->smu);
+        return; /* waiters time out with an unknown outcome */
+    }
+    uint64_t applied = raft_last_applied(&n->raft); /* all of it is committed now */
+    pthread_mutex_lock(&n->smu);
+    if (applied > n->status.applied_index) {
+        n->status.applied_index = applied;
+        if (n->raft.commit_index > n->status.commit_index) {
+            n->status.commit_index = n->raft.commit_index;
+        }
+        pthread_cond_broadcast(&n->applied_cv); /* edge feed long polls */
+    }
+    pthread_mutex_unlock(&n->smu);
+    while (n->ready != NULL) {
+        struct cp_op *op = n->ready;
+        n->ready = op->next;
+        if (op->ready_rv == 0) {
+            tvmw_hist_observe_ns(&n->write_hist, tvmw_now_ns() - op->started_ns);
+        }
+        op_complete(op, op->ready_rv);
+    }
+}
+
+static void on_flush_check(uv_check_t *h)
+{
+    flush_and_release(h->data);
 }
 
 static void expire_pending(struct cp_node *n, uint64_t now)
@@ -359,6 +401,7 @@ static void on_read_barrier(struct raft_barrier *req, int status)
     struct read_batch *b = req->data;
     struct cp_node *n = b->node;
     n->read_inflight = NULL;
+    flush_and_release(n); /* the reads must see everything applied so far */
     tvmw_hist_observe_ns(&n->barrier_hist, tvmw_now_ns() - b->started_ns);
     while (b->ops != NULL) {
         struct cp_op *op = b->ops;
@@ -629,6 +672,7 @@ static void on_raft_closed(struct raft *r)
     raft_uv_tcp_close(&n->transport);
     uv_close((uv_handle_t *)&n->async, on_handle_closed);
     uv_close((uv_handle_t *)&n->tick, on_handle_closed);
+    uv_close((uv_handle_t *)&n->flush_check, on_handle_closed);
     uv_close((uv_handle_t *)&n->sigint, on_handle_closed);
     uv_close((uv_handle_t *)&n->sigterm, on_handle_closed);
     TVMW_LOG_INFO("raft", "closed");
@@ -636,6 +680,7 @@ static void on_raft_closed(struct raft *r)
 
 static void begin_close(struct cp_node *n)
 {
+    flush_and_release(n);
     n->closing = true;
     uv_timer_stop(&n->tick);
     while (n->pending != NULL) {
@@ -676,14 +721,6 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
         return RAFT_IOERR;
     }
     resolve_pending(n, index, reqid, res);
-    /* Keep /healthz and /admin/v1/cluster exact about what is applied. */
-    pthread_mutex_lock(&n->smu);
-    n->status.applied_index = index;
-    if (n->raft.commit_index > n->status.commit_index) {
-        n->status.commit_index = n->raft.commit_index;
-    }
-    pthread_cond_broadcast(&n->applied_cv); /* edge feed long polls */
-    pthread_mutex_unlock(&n->smu);
     return 0;
 }
 
@@ -868,6 +905,9 @@ int cp_node_new(const struct cp_node_opts *o, struct cp_node **out)
     }
     uv_async_init(&n->loop, &n->async, on_async);
     n->async.data = n;
+    uv_check_init(&n->loop, &n->flush_check);
+    n->flush_check.data = n;
+    uv_check_start(&n->flush_check, on_flush_check);
     uv_timer_init(&n->loop, &n->tick);
     n->tick.data = n;
     uv_timer_start(&n->tick, on_tick, TICK_MS, TICK_MS);

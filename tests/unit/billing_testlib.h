@@ -47,6 +47,7 @@ static inline void bt_apply(struct bt_env *e, uint16_t type, const char *payload
     assert_int_equal(cp_cmd_encode(&c, buf, n), 0);
     uint8_t reqid[CP_REQID_SIZE];
     assert_int_equal(cp_fsm_apply(e->f, ++e->index, buf, n, reqid, res), 0);
+    assert_int_equal(cp_fsm_flush(e->f), 0); /* the node flushes before it answers */
     free(buf);
 }
 

@@ -53,6 +53,7 @@ static struct cp_result *apply_at(struct env *e, uint64_t time_ms, uint16_t type
     uint8_t reqid[CP_REQID_SIZE];
     struct cp_result *r = NULL;
     assert_int_equal(cp_fsm_apply(e->f, ++e->index, buf, n, reqid, &r), 0);
+    assert_int_equal(cp_fsm_flush(e->f), 0);
     free(buf);
     return r;
 }
@@ -122,12 +123,14 @@ static void test_dedup_and_replay(void **state)
     struct cp_cmd c = {.type = CP_CMD_CLIENT_CREATE, .payload = "", .payload_len = 0};
     assert_int_equal(cp_cmd_encode(&c, noop, sizeof(noop)), 0);
     assert_int_equal(cp_fsm_apply(e->f, 1, noop, sizeof(noop), reqid, &r), 0);
+    assert_int_equal(cp_fsm_flush(e->f), 0);
     assert_null(r);
     assert_int_equal(cp_fsm_last_applied(e->f), 2);
 
     /* Garbage entry: skipped deterministically, index still advances. */
     uint8_t junk[24] = "this is not a command!!";
     assert_int_equal(cp_fsm_apply(e->f, 3, junk, sizeof(junk), reqid, &r), 0);
+    assert_int_equal(cp_fsm_flush(e->f), 0);
     assert_null(r);
     assert_int_equal(cp_fsm_last_applied(e->f), 3);
     env_free(e);
