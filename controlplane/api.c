@@ -952,7 +952,7 @@ static void metrics(struct cp_api *api, struct tvmw_http_req *req)
     tvmw_metric_write(&b, "tvmw_cp_store_failed", "gauge", "1 if the LMDB state failed.",
                       s.store_failed);
     cp_node_metrics(api->node, &b);
-    tvmw_http_server_metrics(api->http, "tvmw_cp", &b);
+    tvmw_http_server_metrics(req->srv, "tvmw_cp", &b); /* api->http may not be set yet */
     tvmw_http_reply(req, 200, "text/plain; version=0.0.4", b.data ? b.data : "", b.len, NULL);
     tvmw_buf_close(&b);
 }
@@ -1078,6 +1078,11 @@ static void edge_feed(struct cp_api *api, struct tvmw_http_req *req)
     }
     struct cp_fsm *fsm = cp_node_fsm(api->node);
     for (int pass = 0; pass < 2; pass++) {
+        /* raft's applied index also counts barriers and configuration
+         * entries, which change nothing an edge sees: wait for it to move
+         * past where it is now, not past `after`. */
+        struct cp_status st;
+        cp_node_status(api->node, &st);
         json_t *out = NULL;
         bool gone = false;
         int rv = cp_feed_read(fsm, after, (unsigned)limit, &out, &gone);
@@ -1095,7 +1100,8 @@ static void edge_feed(struct cp_api *api, struct tvmw_http_req *req)
         }
         json_decref(out);
         /* Nothing new: long poll until something is applied. */
-        cp_node_wait_applied(api->node, after, (unsigned)wait_ms);
+        cp_node_wait_applied(api->node, st.applied_index > after ? st.applied_index : after,
+                             (unsigned)wait_ms);
     }
 }
 
