@@ -14,10 +14,11 @@ DATA=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["data_roo
 scripts/build.sh
 CP=$ROOT/build/controlplane/tvmw-cp
 CTL=$ROOT/build/controlplane/tvmwctl
+EDGE=$ROOT/build/edge/tvmw-edge
 
-for id in 1 2 3; do
-  if curl -s -o /dev/null "http://127.0.0.1:810$id/healthz"; then
-    echo "demo: port 810$id is already in use (another demo running?)" >&2
+for port in 8101 8102 8103 8201; do
+  if curl -s -o /dev/null "http://127.0.0.1:$port/healthz"; then
+    echo "demo: port $port is already in use (another demo running?)" >&2
     trap - INT TERM EXIT
     exit 1
   fi
@@ -63,6 +64,12 @@ if [ "$("$CTL" --json client list | python3 -c 'import json,sys; print(len(json.
 fi
 read -r CID BKEY DKEY < <("$CTL" --json client get 1 | python3 -c '
 import json,sys; c=json.load(sys.stdin)["client"]; print(c["id"], c["billing_api_key"], c["api_key"])')
+"$EDGE" --config "$CONF" --id edge1 >"$DATA/edge1.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 50); do
+  curl -sf http://127.0.0.1:8201/healthz >/dev/null && break
+  sleep 0.2
+done
 ACCOUNTS=$(python3 -c '
 import json,sys
 b=json.load(open(sys.argv[1]))
@@ -78,6 +85,7 @@ cat <<TXT
 tvmw demo cluster is running.
 
   control-plane nodes   http://127.0.0.1:8101  http://127.0.0.1:8102  http://127.0.0.1:8103
+  edge                  http://127.0.0.1:8201  (follows the control plane; device API to come)
   admin token           $TOKEN
   sample client         client_id $CID
     billing API key     $BKEY
@@ -94,6 +102,8 @@ Try:
   $CTL catalog list channels --client 1
   $CTL audit --client 1 --follow
   curl -s http://127.0.0.1:8103/healthz
+  curl -s http://127.0.0.1:8201/healthz         # the edge: applied index, node followed, staleness
+  curl -s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:8201/edge/v1/debug/account?client_id=1&abonement=1000001"
   curl -s http://127.0.0.1:8101/metrics | grep tvmw_cp_
 
   # The Billing API (Smarty-compatible): signature = md5(base64("k1:v1;k2:v2;...;" + key)), keys sorted
