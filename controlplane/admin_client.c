@@ -342,6 +342,11 @@ void cp_admin_client_route(struct cp_api *api, struct tvmw_http_req *req, uint64
     if (crv == 1) {
         return; /* answered by the leader */
     }
+    if (crv == TVMW_ENOLEADER) {
+        tvmw_http_reply_error(req, 503, "unavailable", "no leader to confirm client %llu",
+                              (unsigned long long)cid);
+        return;
+    }
     if (crv != 0) {
         tvmw_http_reply_error(req, 404, "not_found", "client %llu does not exist",
                               (unsigned long long)cid);

@@ -201,7 +201,11 @@ static bool forwarded_in(struct tvmw_http_req *req)
 
 static void reply_unavailable(struct tvmw_http_req *req, int rv)
 {
-    bool nothing_done = rv == TVMW_ENOTLEADER || rv == TVMW_ENOLEADER;
+    /* A forwarded request answered here may be a retry of one that reached
+     * the old leader's log: only the node the client spoke to can know
+     * that nothing was done (the fault-injection suite caught a -1 for a
+     * write that had been applied). */
+    bool nothing_done = (rv == TVMW_ENOTLEADER || rv == TVMW_ENOLEADER) && !forwarded_in(req);
     const char *why =
         rv == TVMW_EUNKNOWN ? "the outcome is not known yet; retry with the same Idempotency-Key"
         : nothing_done      ? "no leader known (election in progress or no quorum); nothing was "
@@ -981,17 +985,18 @@ int cp_billing_client(struct cp_billing_http *bh, struct tvmw_http_req *req, uin
      * barrier). */
     struct cp_api *api = bh->api;
     int rv = local_client(api, id, out);
-    if (rv != TVMW_ENOTFOUND || forwarded_in(req)) {
+    if (rv != TVMW_ENOTFOUND) {
         return rv;
     }
     uint64_t leader = 0;
     if (cp_node_read_barrier(api->node, api->conf->http.request_timeout_ms, &leader) == 0) {
-        return local_client(api, id, out);
+        return local_client(api, id, out); /* the leader's word: definite */
     }
-    if (leader != 0 && forward(api, req, leader, NULL, api->conf->http.request_timeout_ms) == 0) {
+    if (leader != 0 && !forwarded_in(req) &&
+        forward(api, req, leader, NULL, api->conf->http.request_timeout_ms) == 0) {
         return 1;
     }
-    return TVMW_ENOTFOUND;
+    return TVMW_ENOLEADER; /* cannot tell whether the client exists */
 }
 
 int cp_billing_recheck_at_leader(struct cp_billing_http *bh, struct tvmw_http_req *req)

@@ -357,6 +357,23 @@ void cp_billing_handle(struct cp_billing_http *bh, struct tvmw_http_req *req, co
         json_decref(params); /* answered by the leader */
         return;
     }
+    if (rv == TVMW_ENOLEADER) {
+        /* Not known here and no leader to ask: not an authentication
+         * failure. -1 (retry) when the caller spoke to us; a 503 when a
+         * follower forwarded it, since only that follower knows whether an
+         * earlier attempt of the same request got further. */
+        if (tvmw_http_header(req, "X-Tvmw-Forwarded") != NULL) {
+            static const char *const retry[] = {"Retry-After", "1", NULL};
+            static const char body[] =
+                "{\"error\":-503,\"error_message\":\"No leader to check the client\"}";
+            tvmw_http_reply(req, 503, "application/json; charset=utf-8", body, sizeof(body) - 1,
+                            retry);
+        } else {
+            reply_error(req, 200, BL_EINTERNAL, "No leader known, nothing was done; retry");
+        }
+        json_decref(params);
+        return;
+    }
     if (rv != 0) {
         TVMW_LOG_WARN("billing", "auth failed: unknown or missing client_id source=%s path=%s",
                       source, req->path);

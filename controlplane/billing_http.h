@@ -31,8 +31,9 @@ char *cp_billing_protect_password(const struct cp_billing_http *bh, const char *
                                   json_t *params, const uint8_t *reqid);
 
 /* Implemented in api.c. */
-/* The client (tenant) record: 0, TVMW_ENOTFOUND, or 1 when the request was
- * answered by forwarding it to the leader. */
+/* The client (tenant) record: 0, TVMW_ENOTFOUND (definitely absent),
+ * TVMW_ENOLEADER (not known here and no leader to ask), or 1 when the
+ * request was answered by forwarding it to the leader. */
 int cp_billing_client(struct cp_billing_http *bh, struct tvmw_http_req *req, uint64_t id,
                       json_t **out);
 int cp_billing_request_id(struct tvmw_http_req *req, uint8_t out[CP_REQID_SIZE]);

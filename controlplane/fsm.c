@@ -16,6 +16,7 @@
 
 #include "common/buf.h"
 #include "common/bytes.h"
+#include "common/metrics.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "controlplane/billing.h"
@@ -210,19 +211,6 @@ int cp_record_list(MDB_txn *txn, MDB_dbi dbi, json_t **out)
 
 /* ---- open / close ----------------------------------------------------- */
 
-static void read_boot_id(char *out, size_t len)
-{
-    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
-    out[0] = '\0';
-    if (f != NULL) {
-        if (fgets(out, (int)len, f) == NULL) {
-            out[0] = '\0';
-        }
-        fclose(f);
-    }
-    out[strcspn(out, "\n")] = '\0';
-}
-
 static int put_local(MDB_txn *txn, MDB_dbi dbi, const char *key, const void *val, size_t len)
 {
     MDB_val k = {.mv_size = strlen(key), .mv_data = (void *)key};
@@ -281,7 +269,7 @@ static int dbs_open(struct cp_fsm *f, int *unclean)
     k.mv_data = "clean";
     int clean = mdb_get(txn, f->local, &k, &v) == 0 && v.mv_size == 1 &&
                 ((const char *)v.mv_data)[0] == '1';
-    read_boot_id(boot, sizeof(boot));
+    tvmw_boot_id(boot, sizeof(boot));
     *unclean = f->last_applied > 0 && !clean && strcmp(stored, boot) != 0;
     if ((rc = put_local(txn, f->local, "boot_id", boot, strlen(boot))) != 0 ||
         (rc = put_local(txn, f->local, "clean", "0", 1)) != 0) {
