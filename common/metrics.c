@@ -1,11 +1,26 @@
 #include "common/metrics.h"
 
+#include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 static const double bucket_s[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                   0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
 #define N_BUCKETS (sizeof(bucket_s) / sizeof(bucket_s[0]))
 _Static_assert(N_BUCKETS <= TVMW_HIST_MAX_BUCKETS, "too many buckets");
+
+void tvmw_boot_id(char *out, size_t len)
+{
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+    out[0] = '\0';
+    if (f != NULL) {
+        if (fgets(out, (int)len, f) == NULL) {
+            out[0] = '\0';
+        }
+        fclose(f);
+    }
+    out[strcspn(out, "\n")] = '\0';
+}
 
 uint64_t tvmw_now_ns(void)
 {

@@ -25,6 +25,11 @@ void tvmw_hist_write(struct tvmw_buf *out, const char *name, const char *help, s
 void tvmw_metric_write(struct tvmw_buf *out, const char *name, const char *type, const char *help,
                        double value);
 
+/* The kernel's boot id (changes at every boot), "" if unknown. Stored
+ * with LMDB environments opened MDB_NOSYNC: a different id at the next
+ * open means an OS crash may have lost their last commits. */
+void tvmw_boot_id(char *out, size_t len);
+
 /* Monotonic clock in nanoseconds / wall clock in milliseconds. */
 uint64_t tvmw_now_ns(void);
 uint64_t tvmw_wall_ms(void);

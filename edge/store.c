@@ -32,6 +32,7 @@
 #include <openssl/sha.h>
 
 #include "common/bytes.h"
+#include "common/metrics.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "edge/feed.h"
@@ -97,19 +98,6 @@ static int err_from_mdb(int rc)
 }
 
 /* ---- files ----------------------------------------------------------------- */
-
-static void read_boot_id(char *out, size_t len)
-{
-    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
-    out[0] = '\0';
-    if (f != NULL) {
-        if (fgets(out, (int)len, f) == NULL) {
-            out[0] = '\0';
-        }
-        fclose(f);
-    }
-    out[strcspn(out, "\n")] = '\0';
-}
 
 /* Removes an environment directory (flat: LMDB's files only). */
 static void remove_dir(const char *dir)
@@ -277,7 +265,7 @@ static const char *gen_adopt(struct edge_store_gen *g, uint64_t *applied)
     k = (MDB_val){.mv_size = 5, .mv_data = "clean"};
     bool clean =
         mdb_get(txn, g->meta, &k, &v) == 0 && v.mv_size == 1 && ((const char *)v.mv_data)[0] == '1';
-    read_boot_id(boot, sizeof(boot));
+    tvmw_boot_id(boot, sizeof(boot));
     if (!clean && strcmp(stored, boot) != 0) {
         mdb_txn_abort(txn);
         return "not closed cleanly before a reboot (unsynced pages may be torn)";
@@ -529,7 +517,7 @@ int edge_store_load_commit(struct edge_store_load *l, uint64_t index)
     int rc;
     bool old_at_new;
 
-    read_boot_id(boot, sizeof(boot));
+    tvmw_boot_id(boot, sizeof(boot));
     tvmw_put_u32(fmt, STORE_FORMAT);
     if ((rc = put_meta(l->txn, g->meta, "format", fmt, sizeof(fmt))) != 0 ||
         (rc = put_meta_u64(l->txn, g->meta, "applied_index", index)) != 0 ||
