@@ -170,9 +170,9 @@ int tvmw_httpc_do(struct tvmw_httpc *c, const char *method, const char *url,
     CURLcode cc = curl_easy_perform(h);
     if (cc != CURLE_OK) {
         snprintf(err, err_len, "%s", curl_easy_strerror(cc));
-        /* Nothing was sent when the connection was refused: callers may
-         * then know a request had no effect. */
-        rv = cc == CURLE_COULDNT_CONNECT ? -ECONNREFUSED : TVMW_EIO;
+        /* Even "could not connect" does not prove nothing was sent: libcurl
+         * resends a request whose reused connection died. */
+        rv = TVMW_EIO;
         goto out;
     }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);

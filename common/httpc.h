@@ -24,8 +24,8 @@ void tvmw_httpc_free(struct tvmw_httpc *c);
 
 /* headers: NULL-terminated array of "Name: value" lines. resp->body must be
  * closed by the caller (also on error). Returns 0 once any HTTP answer came
- * back (whatever its status), -ECONNREFUSED if the connection was refused
- * (nothing was sent), or TVMW_EIO with a reason in err. Thread-safe. */
+ * back (whatever its status), or TVMW_EIO with a reason in err (the
+ * request may or may not have reached the server). Thread-safe. */
 int tvmw_httpc_do(struct tvmw_httpc *c, const char *method, const char *url,
                   const char *const *headers, const void *body, size_t len, unsigned timeout_ms,
                   struct tvmw_httpc_resp *resp, char *err, size_t err_len);

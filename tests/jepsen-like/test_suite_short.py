@@ -6,6 +6,11 @@
                           that acknowledge before commit, the leader cut off
                           from the majority while clients write to it, then
                           healed: the checkers MUST find an anomaly
+  test_3_regressions      the scenarios that found bugs, with the seeds
+                          that found them, on correct nodes: zero anomalies
+                          (leader-partition seed 2 crashed a node that lost
+                          leadership with reads waiting; leader-churn seed
+                          13 got -1 "nothing done" for an applied write)
 
 Needs root (network namespaces); skipped otherwise.  Each run prints its
 summary table and keeps its history under tests/jepsen-like/runs/.
@@ -43,6 +48,11 @@ class ShortRun(unittest.TestCase):
                  "--scenario", "leader-partition", "--expect-anomaly")
         self.assertEqual(rc, 0, "unsafe self-test: exit %d (1 = no anomaly found in "
                                 "--unsafe mode, 2 infrastructure)" % rc)
+
+    def test_3_regressions(self):
+        for scenario, seed in (("leader-partition", "2"), ("leader-churn", "13")):
+            rc = run("--time", "20", "--nemesis", "none", "--seed", seed, "--scenario", scenario)
+            self.assertEqual(rc, 0, "regression %s seed %s: exit %d" % (scenario, seed, rc))
 
 
 if __name__ == "__main__":
