@@ -16,9 +16,9 @@
 
 #include "common/buf.h"
 #include "common/bytes.h"
-#include "common/metrics.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "controlplane/billing.h"
 #include "controlplane/catalog.h"
 #include "controlplane/changelog.h"

@@ -32,9 +32,9 @@
 #include <openssl/sha.h>
 
 #include "common/bytes.h"
-#include "common/metrics.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "edge/feed.h"
 #include "edge/proto.h"
 
