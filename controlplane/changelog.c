@@ -32,7 +32,11 @@ enum {
     E_SERVICES,
     E_REL,
     E_UNIQ,
+    E_KEYS,
+    E_DSESS,
+    E_ACC_SETTINGS,
 };
+_Static_assert(E_ACC_SETTINGS == 15, "edge db ids are fixed by docs/edge-protocol.md");
 
 /* The control-plane database of each edge db id (index = edge id). */
 static MDB_dbi source_dbi(const struct cp_dbs *db, int edb)
@@ -49,7 +53,11 @@ static MDB_dbi source_dbi(const struct cp_dbs *db, int edb)
                            db->datacenters,
                            db->services,
                            db->rel,
-                           db->uniq};
+                           db->uniq,
+                           db->keys,
+                           db->dsess,
+                           db->acc_settings};
+    _Static_assert(sizeof(map) / sizeof(map[0]) == CP_EDGE_DB_COUNT + 1, "edge db map");
     return map[edb];
 }
 

@@ -23,9 +23,9 @@
 #include "common/buf.h"
 #include "controlplane/fsm.h"
 
-#define CP_EDGE_DB_COUNT 12
+#define CP_EDGE_DB_COUNT 15
 
-/* Edge database id (1..12) of a control-plane database, 0 if not projected. */
+/* Edge database id (1..CP_EDGE_DB_COUNT) of a control-plane database, 0 if not projected. */
 int cp_edge_db(const struct cp_dbs *db, MDB_dbi dbi);
 /* The projected value of a record for edges into out; *skip when this key
  * is not projected at all (ledger relations, other indexes). */

@@ -45,9 +45,10 @@ struct cp_fsm {
 
 /* Order of the databases in a snapshot. Adding one appends here. */
 static const char *const db_names[] = {
-    "meta",    "sessions",   "sesslog",      "members",  "clients",  "customers", "accounts",
-    "devices", "tariffs",    "transactions", "messages", "channels", "uniq",      "rel",
-    "audit",   "categories", "datacenters",  "services", "changelog"};
+    "meta",      "sessions", "sesslog", "members",      "clients",     "customers",
+    "accounts",  "devices",  "tariffs", "transactions", "messages",    "channels",
+    "uniq",      "rel",      "audit",   "categories",   "datacenters", "services",
+    "changelog", "keys",     "dsess",   "acc_settings"};
 #define N_DBS (sizeof(db_names) / sizeof(db_names[0]))
 _Static_assert(sizeof(struct cp_dbs) == N_DBS * sizeof(MDB_dbi), "db table out of date");
 

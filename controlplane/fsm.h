@@ -57,6 +57,10 @@ struct cp_dbs {
     MDB_dbi services; /* streaming services */
     /* Edge feed (changelog.c): be64 index, be32 seq -> projected change. */
     MDB_dbi changelog;
+    /* Device side (keys.c, device.c; docs/edge-protocol.md dbs 13-15). */
+    MDB_dbi keys;         /* be64 kid -> JSON token signing key (cluster-wide) */
+    MDB_dbi dsess;        /* be64 account, be64 sess_id -> JSON device session */
+    MDB_dbi acc_settings; /* be64 account -> JSON favourites, locks, order */
 };
 
 /* The answer to a command: an HTTP status and a JSON body. */

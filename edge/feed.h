@@ -25,7 +25,7 @@
 
 struct edge_change {
     uint64_t index;
-    unsigned db; /* 1..12 */
+    unsigned db; /* EDGE_DB_MIN..EDGE_DB_MAX (proto.h) */
     bool del;
     const uint8_t *key; /* into the answer's bytes */
     size_t key_len;

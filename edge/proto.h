@@ -20,9 +20,12 @@ enum edge_db {
     EDGE_DB_SERVICES = 10,
     EDGE_DB_REL = 11,
     EDGE_DB_UNIQ = 12,
+    EDGE_DB_KEYS = 13,         /* token signing keys (cluster-wide) */
+    EDGE_DB_DSESS = 14,        /* device sessions: be64 account, be64 sess_id */
+    EDGE_DB_ACC_SETTINGS = 15, /* per-account favourites, locks, order */
 };
 #define EDGE_DB_MIN 1
-#define EDGE_DB_MAX 12
+#define EDGE_DB_MAX 15
 
 /* Snapshot framing, little-endian:
  *   header  "TVMWESN1", u32 version, u32 0, u64 index, u64 0

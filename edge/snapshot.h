@@ -13,7 +13,7 @@
  *
  * Refused, with TVMW_ECORRUPT and a one-line reason: a wrong magic or
  * version, non-zero reserved fields, an unknown tag, a database id outside
- * 1..12, an empty or oversized key, an oversized value, a record count
+ * EDGE_DB_MIN..EDGE_DB_MAX, an empty or oversized key, an oversized value, a record count
  * that differs from the records seen, a SHA-256 mismatch, bytes after the
  * trailer, and a stream that ends anywhere before the end of the trailer.
  *

@@ -55,6 +55,9 @@ static const char *const db_names[EDGE_DB_MAX + 1] = {
     [EDGE_DB_SERVICES] = "services",
     [EDGE_DB_REL] = "rel",
     [EDGE_DB_UNIQ] = "uniq",
+    [EDGE_DB_KEYS] = "keys",
+    [EDGE_DB_DSESS] = "dsess",
+    [EDGE_DB_ACC_SETTINGS] = "acc_settings",
 };
 
 struct edge_store_gen {

@@ -1,6 +1,6 @@
 /*
  * The edge's local state: an LMDB environment in <data-dir>/state holding
- * the 12 projected databases of docs/edge-protocol.md (raw keys and values
+ * the projected databases of docs/edge-protocol.md (raw keys and values
  * as the control plane sent them) and a "meta" database whose
  * "applied_index" is written in the same transaction as every change, so
  * the state and its index never disagree.
@@ -58,7 +58,7 @@ struct edge_store_load;
 /* Starts a new environment in <data-dir>/state.new. */
 int edge_store_load_begin(struct edge_store *s, struct edge_store_load **out);
 /* One snapshot record (an edge_snapshot_record_cb: ctx is the load).
- * TVMW_EMALFORMED for a db outside 1..12, TVMW_ESTORE if LMDB failed. */
+ * TVMW_EMALFORMED for a db outside EDGE_DB_MIN..EDGE_DB_MAX, TVMW_ESTORE if LMDB failed. */
 int edge_store_load_put(void *load, unsigned db, const uint8_t *key, size_t key_len,
                         const uint8_t *value, size_t value_len);
 /* The snapshot verified: records `index`, syncs, swaps the new state in
@@ -71,7 +71,7 @@ void edge_store_load_abort(struct edge_store_load *l);
 
 /* Applies changes[0..n) and sets applied_index, in one write transaction:
  * all or nothing. TVMW_ENOTFOUND without a state, TVMW_EMALFORMED for a
- * db outside 1..12 or an applied_index below the current one,
+ * db outside EDGE_DB_MIN..EDGE_DB_MAX or an applied_index below the current one,
  * TVMW_ESTORE if LMDB failed. A del of an absent key is not an error. */
 int edge_store_apply(struct edge_store *s, const struct edge_change *changes, size_t n,
                      uint64_t applied_index);

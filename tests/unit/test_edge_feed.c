@@ -128,7 +128,7 @@ static void test_malformed_answers(void **state)
         "{\"index\": 10, \"op\": \"del\", \"db\": 1, \"key\": \"AA==\"}]}",
         /* db, op, key, value */
         "{\"after\": 1, \"last_index\": 9, \"complete\": true, \"changes\": ["
-        "{\"index\": 2, \"op\": \"del\", \"db\": 13, \"key\": \"AA==\"}]}",
+        "{\"index\": 2, \"op\": \"del\", \"db\": 200, \"key\": \"AA==\"}]}",
         "{\"after\": 1, \"last_index\": 9, \"complete\": true, \"changes\": ["
         "{\"index\": 2, \"op\": \"del\", \"db\": 0, \"key\": \"AA==\"}]}",
         "{\"after\": 1, \"last_index\": 9, \"complete\": true, \"changes\": ["

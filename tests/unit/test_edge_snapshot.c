@@ -327,7 +327,7 @@ static void test_wrong_version_count_and_fields(void **state)
 
     e = (struct enc){0};
     enc_header(&e, EDGE_SNAPSHOT_VERSION, 5);
-    enc_record(&e, 13, id, 8, "x", 1); /* no database 13 */
+    enc_record(&e, 200, id, 8, "x", 1); /* no database 200 */
     enc_end(&e, 1);
     assert_int_equal(parse(e.p, e.len, 0, 0, &s, NULL, why, sizeof(why)), TVMW_ECORRUPT);
     assert_non_null(strstr(why, "database"));

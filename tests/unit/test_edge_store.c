@@ -69,7 +69,7 @@ static void load(struct edge_store *s, uint64_t index, const char *client_name)
     tvmw_put_be64(id, 7);
     assert_int_equal(
         edge_store_load_put(l, EDGE_DB_UNIQ, (const uint8_t *)"abonement/1/100", 15, id, 8), 0);
-    assert_int_equal(edge_store_load_put(l, 13, id, 8, id, 8), TVMW_EMALFORMED);
+    assert_int_equal(edge_store_load_put(l, 200, id, 8, id, 8), TVMW_EMALFORMED);
     assert_int_equal(edge_store_load_commit(l, index), 0);
 }
 
