@@ -41,6 +41,8 @@ enum cp_cmd_type {
     CP_CMD_CATALOG = 7,       /* catalogue put/delete/link: {client_id, kind, op, id, fields|ids} */
     CP_CMD_BILLING_RUN = 8,   /* built-in billing batch: {run_ms, unit_ms, after, limit} */
     CP_CMD_BILLING_BATCH = 9, /* bulk import: {client_id, source, items: [{method, params}]} */
+    CP_CMD_KEY = 10,          /* token signing keys: {op: "add"|"retire", kid?, secret?} */
+    CP_CMD_DEVICE = 11,       /* edge device writes: {writes: [W, ...]} (docs/edge-protocol.md) */
     CP_CMD_TYPE_COUNT
 };
 
