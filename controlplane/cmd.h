@@ -43,6 +43,7 @@ enum cp_cmd_type {
     CP_CMD_BILLING_BATCH = 9, /* bulk import: {client_id, source, items: [{method, params}]} */
     CP_CMD_KEY = 10,          /* token signing keys: {op: "add"|"retire", kid?, secret?} */
     CP_CMD_DEVICE = 11,       /* edge device writes: {writes: [W, ...]} (docs/edge-protocol.md) */
+    CP_CMD_EPG = 12,          /* EPG sources and programmes: {op, ...} (controlplane/epg.h) */
     CP_CMD_TYPE_COUNT
 };
 
