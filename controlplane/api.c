@@ -28,6 +28,7 @@
 #include "controlplane/billing_http.h"
 #include "controlplane/catalog.h"
 #include "controlplane/changelog.h"
+#include "controlplane/device_writes.h"
 
 #define RETRY_PAUSE_MS      100
 #define IDEMPOTENCY_KEY_MAX 64
@@ -1053,6 +1054,22 @@ void cp_billing_do_write(struct cp_billing_http *bh, struct tvmw_http_req *req,
 
 /* ---- edge feed and snapshot (docs/edge-protocol.md) ------------------------ */
 
+/* The admin bearer token (admin API, device writes of edges); answers 401
+ * and returns false without it. */
+static bool admin_authorized(struct cp_api *api, struct tvmw_http_req *req)
+{
+    const char *auth = tvmw_http_header(req, "Authorization");
+    if (auth != NULL && strncmp(auth, "Bearer ", 7) == 0 &&
+        tvmw_secret_equal(auth + 7, api->conf->admin_token)) {
+        return true;
+    }
+    static const char *const hdrs[] = {"WWW-Authenticate", "Bearer", NULL};
+    static const char body[] =
+        "{\"error\":\"unauthorized\",\"message\":\"missing or wrong bearer token\"}";
+    tvmw_http_reply(req, 401, "application/json", body, sizeof(body) - 1, hdrs);
+    return false;
+}
+
 #define FEED_DEFAULT_WAIT_MS 10000
 #define FEED_MAX_WAIT_MS     30000
 #define FEED_DEFAULT_LIMIT   10000
@@ -1140,6 +1157,30 @@ static void edge_snapshot(struct cp_api *api, struct tvmw_http_req *req)
     tvmw_http_reply_stream(req, 200, "application/octet-stream", hdrs, snap_read, snap_done, s);
 }
 
+/* POST /edge/v1/device-writes (docs/edge-protocol.md): one CP_CMD_DEVICE
+ * command per request, forwarded to the leader like any write. */
+static void device_writes(struct cp_api *api, struct tvmw_http_req *req)
+{
+    if (strcmp(req->method, "POST") != 0) {
+        cp_api_method_not_allowed(req, "POST");
+        return;
+    }
+    if (!admin_authorized(api, req)) {
+        return;
+    }
+    json_t *body = cp_api_body_object(req, false);
+    if (body == NULL) {
+        return;
+    }
+    const char *bad = cp_device_writes_check(body);
+    if (bad != NULL) {
+        tvmw_http_reply_error(req, 400, "bad_request", "%s", bad);
+    } else {
+        cp_api_do_write(api, req, CP_CMD_DEVICE, body);
+    }
+    json_decref(body);
+}
+
 /* ---- dispatch ---------------------------------------------------------------- */
 
 static void handle(void *ctx, struct tvmw_http_req *req)
@@ -1170,6 +1211,11 @@ static void handle(void *ctx, struct tvmw_http_req *req)
         }
         return;
     }
+    if (strcmp(p, "/edge/v1/device-writes") == 0) {
+        req->route = "edge_device_writes";
+        device_writes(api, req);
+        return;
+    }
     if (strncmp(p, "/billing/api/", 13) == 0) {
         cp_billing_handle(&api->billing, req, p + 13);
         return;
@@ -1180,13 +1226,7 @@ static void handle(void *ctx, struct tvmw_http_req *req)
         return;
     }
     req->route = "admin";
-    const char *auth = tvmw_http_header(req, "Authorization");
-    if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0 ||
-        !tvmw_secret_equal(auth + 7, api->conf->admin_token)) {
-        static const char *const hdrs[] = {"WWW-Authenticate", "Bearer", NULL};
-        static const char body[] =
-            "{\"error\":\"unauthorized\",\"message\":\"missing or wrong bearer token\"}";
-        tvmw_http_reply(req, 401, "application/json", body, sizeof(body) - 1, hdrs);
+    if (!admin_authorized(api, req)) {
         return;
     }
     p += 9; /* "/admin/v1" */
@@ -1197,6 +1237,8 @@ static void handle(void *ctx, struct tvmw_http_req *req)
     } else if (strcmp(p, "/audit") == 0) {
         req->route = "admin_audit";
         cp_admin_audit_route(api, req, 0);
+    } else if (strncmp(p, "/keys", 5) == 0 && (p[5] == '\0' || p[5] == '/')) {
+        cp_admin_keys_route(api, req, p + 5);
     } else {
         tvmw_http_reply_error(req, 404, "not_found", "no route %s", req->path);
     }

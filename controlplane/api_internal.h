@@ -54,5 +54,7 @@ void cp_api_method_not_allowed(struct tvmw_http_req *req, const char *allow);
 void cp_admin_client_route(struct cp_api *api, struct tvmw_http_req *req, uint64_t cid,
                            const char *rest);
 void cp_admin_audit_route(struct cp_api *api, struct tvmw_http_req *req, uint64_t cid);
+/* admin_keys.c: /admin/v1/keys (rest: what follows "/keys"). */
+void cp_admin_keys_route(struct cp_api *api, struct tvmw_http_req *req, const char *rest);
 
 #endif

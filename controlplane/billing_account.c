@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "controlplane/device_writes.h"
 
 /* Limits (spec 3.3; lengths in characters). */
 #define ABONEMENT_MAX           64
@@ -946,7 +947,8 @@ int bl_account_destroy(struct bl_ctx *c, uint64_t account_id)
         rv = rv == TVMW_ENOTFOUND ? 0 : rv;
     }
     if (rv != 0 || (rv = bl_rel_del_all(c, BL_REL_ACC_TAR, account_id)) != 0 ||
-        (rv = bl_uniq_del(c, BL_UNIQ_ABONEMENT, get_str(acc, "abonement"))) != 0) {
+        (rv = bl_uniq_del(c, BL_UNIQ_ABONEMENT, get_str(acc, "abonement"))) != 0 ||
+        (rv = cp_device_account_forget(c, account_id)) != 0) {
         goto out;
     }
     rv = bl_rel_del(c, BL_REL_CUST_ACC, (uint64_t)get_int(acc, "customer_id"), account_id);

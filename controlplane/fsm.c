@@ -22,6 +22,8 @@
 #include "controlplane/billing.h"
 #include "controlplane/catalog.h"
 #include "controlplane/changelog.h"
+#include "controlplane/device_writes.h"
+#include "controlplane/keys.h"
 
 #define MAX_RECORD_BYTES    (4u << 20)
 #define SESSION_PRUNE_BATCH 64
@@ -532,6 +534,10 @@ static int dispatch(struct cp_apply *a, json_t *payload, struct cp_result **res)
         return cp_billing_batch_apply(a, payload, res);
     case CP_CMD_BILLING_RUN:
         return cp_billing_run_apply(a, payload, res);
+    case CP_CMD_KEY:
+        return cp_keys_apply(a, payload, res);
+    case CP_CMD_DEVICE:
+        return cp_device_writes_apply(a, payload, res);
     default:
         *res = cp_result_error(400, "bad_request", "unknown command type %u", a->cmd->type);
         return 0;

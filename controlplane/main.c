@@ -10,6 +10,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "controlplane/api.h"
+#include "controlplane/keys.h"
 #include "controlplane/node.h"
 #include "controlplane/scheduler.h"
 
@@ -178,7 +179,12 @@ int main(int argc, char **argv)
     if (cp_scheduler_start(&conf, node, &sched) != 0) {
         TVMW_LOG_WARN("main", "periodic jobs could not start");
     }
+    struct cp_keys_keeper *keeper = NULL;
+    if (cp_keys_keeper_start(&conf, node, &keeper) != 0) {
+        TVMW_LOG_WARN("main", "the signing-key keeper could not start");
+    }
     cp_node_run(node); /* until SIGINT/SIGTERM */
+    cp_keys_keeper_stop(keeper);
     cp_scheduler_stop(sched);
     cp_api_stop(api);
     cp_node_free(node);

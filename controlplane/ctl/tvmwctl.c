@@ -91,6 +91,9 @@ static const char help_text[] = USAGE_LINE
     "  client get ID [--stale]\n"
     "  client modify ID [--name NAME] [--settings JSON] [--api-key K] [--billing-api-key K]\n"
     "  client delete ID\n"
+    "  keys list [--stale]            token signing keys (never their secrets)\n"
+    "  keys rotate                    a new active key; older ones keep validating\n"
+    "  keys retire KID                the key validates nothing any more (not the last one)\n"
     "\n"
     "  catalog list KIND --client CID [--stale]\n"
     "  catalog get KIND ID --client CID [--stale]\n"
@@ -174,6 +177,13 @@ static const struct ctl_field client_fields[] = {
     {"settings", "settings:", NULL},
     {"created_at", "created:", NULL},
     {"updated_at", "updated:", "UPDATED"},
+};
+
+static const struct ctl_field key_fields[] = {
+    {"kid", "kid:", "KID"},
+    {"state", "state:", "STATE"},
+    {"created_ms", "created:", "CREATED"},
+    {"retired_ms", "retired:", "RETIRED"},
 };
 
 static const struct ctl_field status_fields[] = {
@@ -649,6 +659,38 @@ static void show_deleted(const json_t *v)
            json_integer_value(json_object_get(v, "deleted")));
 }
 
+/* A key as shown: retired_ms 0 (still active) as "-" rather than 1970. */
+static json_t *key_view(const json_t *key)
+{
+    json_t *k = json_deep_copy(key);
+
+    if (k != NULL && json_integer_value(json_object_get(k, "retired_ms")) == 0) {
+        json_object_del(k, "retired_ms");
+    }
+    return k;
+}
+
+static void show_keys(const json_t *v)
+{
+    json_t *rows = json_array(), *key;
+    size_t i;
+
+    json_array_foreach(json_object_get(v, "keys"), i, key)
+    {
+        json_array_append_new(rows, key_view(key));
+    }
+    ctl_print_table(rows, key_fields, NFIELDS(key_fields));
+    json_decref(rows);
+}
+
+static void show_key(const json_t *v)
+{
+    json_t *key = key_view(json_object_get(v, "key"));
+
+    print_fields(key, key_fields, NFIELDS(key_fields));
+    json_decref(key);
+}
+
 /* Sends the request, then shows the answer, as JSON with --json. Takes ownership of body. */
 static int send_and_show(struct ctl_ctx *c, const char *method, const char *path, json_t *body,
                          void (*show)(const json_t *v))
@@ -805,6 +847,27 @@ static int cmd_client_delete(struct ctl_ctx *c, char **args)
     return rv != 0 ? rv : send_and_show(c, "DELETE", path, NULL, show_deleted);
 }
 
+static int cmd_keys_list(struct ctl_ctx *c, char **args)
+{
+    (void)args;
+    return send_and_show(c, "GET", c->stale ? "/admin/v1/keys?stale=1" : "/admin/v1/keys", NULL,
+                         show_keys);
+}
+
+static int cmd_keys_rotate(struct ctl_ctx *c, char **args)
+{
+    (void)args;
+    return send_and_show(c, "POST", "/admin/v1/keys/rotate", NULL, show_key);
+}
+
+static int cmd_keys_retire(struct ctl_ctx *c, char **args)
+{
+    char path[128];
+    int rv = id_path(path, sizeof(path), "/admin/v1/keys/", args[0], "/retire");
+
+    return rv != 0 ? rv : send_and_show(c, "POST", path, NULL, show_key);
+}
+
 struct command {
     const char *group;
     const char *name; /* NULL: a one-word command */
@@ -830,6 +893,9 @@ static const struct command commands[] = {
     {"client", "modify", OPT_NAME | OPT_SETTINGS | OPT_API_KEY | OPT_BILLING_KEY, 1, 1,
      cmd_client_modify},
     {"client", "delete", 0, 1, 1, cmd_client_delete},
+    {"keys", "list", OPT_STALE, 0, 0, cmd_keys_list},
+    {"keys", "rotate", 0, 0, 0, cmd_keys_rotate},
+    {"keys", "retire", 0, 1, 1, cmd_keys_retire},
     {"catalog", "list", OPT_CLIENT | OPT_STALE, 1, 1, ctl_cmd_catalog_list},
     {"catalog", "get", OPT_CLIENT | OPT_STALE, 2, 2, ctl_cmd_catalog_get},
     {"catalog", "create", OPT_CLIENT | OPT_BODY, 1, 1, ctl_cmd_catalog_create},
