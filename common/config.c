@@ -229,13 +229,18 @@ static void set_defaults(struct tvmw_config *c)
     c->billing.check_interval_ms = 3600000;
     c->billing.period_unit_s = 30 * 86400;
     c->billing.batch = 1000;
+    c->probe.interval_ms = 5000;
+    c->probe.timeout_ms = 2000;
+    c->probe.down_after = 1; /* edges route around a dead service within one period */
+    c->probe.up_after = 2;   /* one good answer does not bring a flapping one back */
 }
 
 int tvmw_config_parse(const char *text, size_t len, struct tvmw_config *c, char *err,
                       size_t err_len)
 {
-    static const char *const top[] = {"cluster_name", "admin_token", "data_root", "raft",  "http",
-                                      "state",        "billing",     "nodes",     "edges", NULL};
+    static const char *const top[] = {"cluster_name", "admin_token", "data_root", "raft",
+                                      "http",         "state",       "billing",   "nodes",
+                                      "edges",        "probe",       NULL};
     static const char *const raft_keys[] = {"election_timeout_ms",
                                             "heartbeat_timeout_ms",
                                             "snapshot_threshold",
@@ -248,6 +253,8 @@ int tvmw_config_parse(const char *text, size_t len, struct tvmw_config *c, char 
     static const char *const state_keys[] = {"map_size_mb", "dedup_window_s", "changelog_entries",
                                              NULL};
     static const char *const billing_keys[] = {"check_interval_ms", "period_unit_s", "batch", NULL};
+    static const char *const probe_keys[] = {"interval_ms", "timeout_ms", "down_after", "up_after",
+                                             NULL};
     json_error_t jerr;
     json_t *sec;
     uint64_t v;
@@ -318,7 +325,22 @@ int tvmw_config_parse(const char *text, size_t len, struct tvmw_config *c, char 
         U("check_interval_ms", 0, 86400000, billing.check_interval_ms);
         U("period_unit_s", 1, 31622400, billing.period_unit_s);
         U("batch", 1, 100000, billing.batch);
+    }
+    if ((rv = parse_section(root, "probe", probe_keys, &sec, err, err_len)) != 0) {
+        goto out;
+    }
+    if (sec != NULL) {
+        U("interval_ms", 0, 3600000, probe.interval_ms);
+        U("timeout_ms", 50, 600000, probe.timeout_ms);
+        U("down_after", 1, 1000, probe.down_after);
+        U("up_after", 1, 1000, probe.up_after);
 #undef U
+    }
+    if (c->probe.interval_ms != 0 && c->probe.timeout_ms >= c->probe.interval_ms) {
+        /* A round must end before the next one is due, or "down within one
+         * period" no longer holds. */
+        rv = fail(err, err_len, "probe.timeout_ms must be below probe.interval_ms");
+        goto out;
     }
     if (c->raft.heartbeat_timeout_ms >= c->raft.election_timeout_ms) {
         /* libraft only asserts this, and its asserts are compiled out. */

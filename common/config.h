@@ -55,6 +55,12 @@ struct tvmw_config {
         unsigned period_unit_s;     /* length of tariff period 1 */
         unsigned batch;             /* accounts per raft entry */
     } billing;
+    struct {
+        unsigned interval_ms; /* streaming-service health probes (leader); 0 = off */
+        unsigned timeout_ms;  /* one probe; below interval_ms */
+        unsigned down_after;  /* consecutive failures that make a service down */
+        unsigned up_after;    /* consecutive successes that make it up */
+    } probe;
     unsigned n_nodes;
     struct tvmw_node_conf nodes[TVMW_MAX_NODES];
     unsigned n_edges;

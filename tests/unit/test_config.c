@@ -33,6 +33,8 @@ static void test_minimal_and_defaults(void **state)
     assert_int_equal(c.raft.election_timeout_ms, 1000);
     assert_int_equal(c.http.max_body_bytes, 1 << 20);
     assert_true(c.raft.pre_vote);
+    assert_int_equal(c.probe.interval_ms, 5000);
+    assert_int_equal(c.probe.down_after, 1); /* down on the first failure */
 }
 
 /* Every key docs/configuration.md documents is accepted (a key missing
@@ -52,6 +54,8 @@ static void test_every_documented_key(void **state)
                    "\"state\":{\"map_size_mb\":128,\"dedup_window_s\":60,"
                    "\"changelog_entries\":1000},"
                    "\"billing\":{\"check_interval_ms\":250,\"period_unit_s\":1,\"batch\":3},"
+                   "\"probe\":{\"interval_ms\":700,\"timeout_ms\":300,\"down_after\":3,"
+                   "\"up_after\":4},"
                    "\"edges\":[{\"id\":\"e1\",\"http_address\":\"127.0.0.1:8201\","
                    "\"datacenter\":\"dc1\"}]," NODES "}",
                    &c, err);
@@ -64,6 +68,10 @@ static void test_every_documented_key(void **state)
     assert_int_equal(c.billing.check_interval_ms, 250);
     assert_int_equal(c.billing.period_unit_s, 1);
     assert_int_equal(c.billing.batch, 3);
+    assert_int_equal(c.probe.interval_ms, 700);
+    assert_int_equal(c.probe.timeout_ms, 300);
+    assert_int_equal(c.probe.down_after, 3);
+    assert_int_equal(c.probe.up_after, 4);
     assert_int_equal(c.n_edges, 1);
 }
 
@@ -86,6 +94,14 @@ static void test_refusals(void **state)
         /* out of range */
         "{\"cluster_name\":\"t\",\"admin_token\":\"0123456789abcdef\",\"data_root\":\"/x\","
         "\"http\":{\"max_body_bytes\":1}," NODES "}",
+        /* a probe that may outlast its period */
+        "{\"cluster_name\":\"t\",\"admin_token\":\"0123456789abcdef\",\"data_root\":\"/x\","
+        "\"probe\":{\"interval_ms\":1000,\"timeout_ms\":1000}," NODES "}",
+        /* probe threshold 0, unknown probe key */
+        "{\"cluster_name\":\"t\",\"admin_token\":\"0123456789abcdef\",\"data_root\":\"/x\","
+        "\"probe\":{\"down_after\":0}," NODES "}",
+        "{\"cluster_name\":\"t\",\"admin_token\":\"0123456789abcdef\",\"data_root\":\"/x\","
+        "\"probe\":{\"intervall_ms\":1000}," NODES "}",
         /* bad address */
         "{\"cluster_name\":\"t\",\"admin_token\":\"0123456789abcdef\",\"data_root\":\"/x\","
         "\"nodes\":[{\"id\":1,\"raft_address\":\"localhost\",\"http_address\":\"1.2.3.4:5\"}]}",
