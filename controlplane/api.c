@@ -28,6 +28,7 @@
 #include "controlplane/billing_http.h"
 #include "controlplane/catalog.h"
 #include "controlplane/changelog.h"
+#include "controlplane/probe.h"
 #include "controlplane/device_writes.h"
 
 #define RETRY_PAUSE_MS      100
@@ -961,6 +962,7 @@ static void metrics(struct cp_api *api, struct tvmw_http_req *req)
     tvmw_metric_write(&b, "tvmw_cp_store_failed", "gauge", "1 if the LMDB state failed.",
                       s.store_failed);
     cp_node_metrics(api->node, &b);
+    cp_probe_metrics(atomic_load(&api->probe), &b);
     tvmw_http_server_metrics(req->srv, "tvmw_cp", &b); /* api->http may not be set yet */
     tvmw_http_reply(req, 200, "text/plain; version=0.0.4", b.data ? b.data : "", b.len, NULL);
     tvmw_buf_close(&b);
@@ -1275,6 +1277,11 @@ int cp_api_start(const struct tvmw_config *conf, struct cp_node *node, const cha
     TVMW_LOG_INFO("api", "listening on http://%s", http_address);
     *out = api;
     return 0;
+}
+
+void cp_api_set_probe(struct cp_api *api, struct cp_probe *probe)
+{
+    atomic_store(&api->probe, probe);
 }
 
 void cp_api_stop(struct cp_api *api)

@@ -6,6 +6,7 @@
 #ifndef TVMW_CONTROLPLANE_API_INTERNAL_H
 #define TVMW_CONTROLPLANE_API_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -19,6 +20,8 @@
 #include "controlplane/fsm.h"
 #include "controlplane/node.h"
 
+struct cp_probe;
+
 struct cp_api {
     const struct tvmw_config *conf;
     struct cp_node *node;
@@ -26,6 +29,7 @@ struct cp_api {
     struct tvmw_httpc *httpc;
     uint64_t id;
     struct cp_billing_http billing;
+    struct cp_probe *_Atomic probe; /* service health probes, for /metrics; may be NULL */
 };
 
 /* Changes a result before it is sent (e.g. shows a password). */

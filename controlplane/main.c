@@ -12,6 +12,7 @@
 #include "controlplane/api.h"
 #include "controlplane/keys.h"
 #include "controlplane/node.h"
+#include "controlplane/probe.h"
 #include "controlplane/scheduler.h"
 
 static void usage(FILE *f)
@@ -35,6 +36,8 @@ static void print_config(const struct tvmw_config *c, uint64_t id, const char *r
            c->raft.snapshot_trailing, c->raft.pre_vote, c->http.max_body_bytes,
            c->http.request_timeout_ms, c->http.max_connections, c->state.map_size_mb,
            c->state.dedup_window_s, strlen(c->admin_token));
+    printf("probe.interval_ms=%u\nprobe.timeout_ms=%u\nprobe.down_after=%u\nprobe.up_after=%u\n",
+           c->probe.interval_ms, c->probe.timeout_ms, c->probe.down_after, c->probe.up_after);
     for (unsigned i = 0; i < c->n_nodes; i++) {
         printf("nodes[%u]=%llu %s %s %s\n", i, (unsigned long long)c->nodes[i].id,
                c->nodes[i].raft_address, c->nodes[i].http_address, c->nodes[i].datacenter);
@@ -179,6 +182,11 @@ int main(int argc, char **argv)
     if (cp_scheduler_start(&conf, node, &sched) != 0) {
         TVMW_LOG_WARN("main", "periodic jobs could not start");
     }
+    struct cp_probe *probe = NULL;
+    if (cp_probe_start(&conf, node, &probe) != 0) {
+        TVMW_LOG_WARN("main", "streaming-service health probes could not start");
+    }
+    cp_api_set_probe(api, probe);
     struct cp_keys_keeper *keeper = NULL;
     if (cp_keys_keeper_start(&conf, node, &keeper) != 0) {
         TVMW_LOG_WARN("main", "the signing-key keeper could not start");
@@ -187,6 +195,7 @@ int main(int argc, char **argv)
     cp_keys_keeper_stop(keeper);
     cp_scheduler_stop(sched);
     cp_api_stop(api);
+    cp_probe_stop(probe); /* after the API: /metrics reads it */
     cp_node_free(node);
     TVMW_LOG_INFO("main", "stopped");
     return 0;
