@@ -111,12 +111,13 @@ static void svcs_free(struct svc *s, size_t n)
     free(s);
 }
 
-/* A name safe to put between quotes in one log line. */
-static void copy_name(char *out, const char *name)
+/* Text safe to put between quotes in one log line (names come from the
+ * admin API, reasons from libcurl, which quotes too); out_len > 0. */
+static void copy_safe(char *out, size_t out_len, const char *text)
 {
     size_t i = 0;
-    for (; name != NULL && name[i] != '\0' && i < PROBE_NAME_MAX; i++) {
-        unsigned char c = (unsigned char)name[i];
+    for (; text != NULL && text[i] != '\0' && i + 1 < out_len; i++) {
+        unsigned char c = (unsigned char)text[i];
         out[i] = c >= 0x20 && c < 0x7f && c != '"' && c != '\\' ? (char)c : '?';
     }
     out[i] = '\0';
@@ -197,7 +198,7 @@ static int load_services(struct cp_probe *p, bool keep_counters)
         v->client_id = (uint64_t)client;
         v->enabled = json_integer_value(json_object_get(o, "enabled")) != 0;
         v->health = parse_health(json_string_value(json_object_get(o, "health")));
-        copy_name(v->name, json_string_value(json_object_get(o, "name")));
+        copy_safe(v->name, sizeof(v->name), json_string_value(json_object_get(o, "name")));
         if (v->enabled && v->health == CP_HEALTH_DOWN) {
             down++;
         }
@@ -296,8 +297,7 @@ static void transfer_done(struct cp_probe *p, struct svc *v, CURLcode cc)
         snprintf(v->reason, sizeof(v->reason), "no answer within %u ms", p->conf->probe.timeout_ms);
     } else {
         v->result = R_ERROR;
-        snprintf(v->reason, sizeof(v->reason), "%s",
-                 v->errbuf[0] ? v->errbuf : curl_easy_strerror(cc));
+        copy_safe(v->reason, sizeof(v->reason), v->errbuf[0] ? v->errbuf : curl_easy_strerror(cc));
     }
     curl_multi_remove_handle(p->multi, v->easy);
     curl_easy_cleanup(v->easy);
