@@ -211,6 +211,26 @@ static int parse_section(json_t *root, const char *name, const char *const *keys
     return check_keys(*out, keys, name, err, err_len);
 }
 
+/* "journal": the edge's device-write journal (edge/journal.h). */
+static int parse_journal(json_t *sec, struct tvmw_config *c, char *err, size_t err_len)
+{
+    static const char *const keys[] = {"max_writes", NULL};
+    uint64_t v = c->journal.max_writes;
+    int rv;
+    if (sec == NULL) {
+        return 0;
+    }
+    if (!json_is_object(sec)) {
+        return fail(err, err_len, "\"journal\" must be an object");
+    }
+    if ((rv = check_keys(sec, keys, "journal", err, err_len)) != 0 ||
+        (rv = get_uint(sec, "max_writes", 100, 100000000, &v, err, err_len)) != 0) {
+        return rv;
+    }
+    c->journal.max_writes = (unsigned)v;
+    return 0;
+}
+
 static void set_defaults(struct tvmw_config *c)
 {
     memset(c, 0, sizeof(*c));
@@ -229,6 +249,7 @@ static void set_defaults(struct tvmw_config *c)
     c->billing.check_interval_ms = 3600000;
     c->billing.period_unit_s = 30 * 86400;
     c->billing.batch = 1000;
+    c->journal.max_writes = 100000;
     c->probe.interval_ms = 5000;
     c->probe.timeout_ms = 2000;
     c->probe.down_after = 1; /* edges route around a dead service within one period */
@@ -240,7 +261,7 @@ int tvmw_config_parse(const char *text, size_t len, struct tvmw_config *c, char 
 {
     static const char *const top[] = {"cluster_name", "admin_token", "data_root", "raft",
                                       "http",         "state",       "billing",   "nodes",
-                                      "edges",        "probe",       NULL};
+                                      "edges",        "probe",       "journal",   NULL};
     static const char *const raft_keys[] = {"election_timeout_ms",
                                             "heartbeat_timeout_ms",
                                             "snapshot_threshold",
@@ -349,6 +370,9 @@ int tvmw_config_parse(const char *text, size_t len, struct tvmw_config *c, char 
     }
     if ((rv = parse_nodes(json_object_get(root, "nodes"), c, err, err_len)) != 0 ||
         (rv = parse_edges(json_object_get(root, "edges"), c, err, err_len)) != 0) {
+        goto out;
+    }
+    if ((rv = parse_journal(json_object_get(root, "journal"), c, err, err_len)) != 0) {
         goto out;
     }
 out:

@@ -61,6 +61,9 @@ struct tvmw_config {
         unsigned down_after;  /* consecutive failures that make a service down */
         unsigned up_after;    /* consecutive successes that make it up */
     } probe;
+    struct {
+        unsigned max_writes; /* edge: device writes kept for the control plane at most */
+    } journal;
     unsigned n_nodes;
     struct tvmw_node_conf nodes[TVMW_MAX_NODES];
     unsigned n_edges;

@@ -455,8 +455,12 @@ static int bind_device(struct dw *d, uint64_t acc, const json_t *dev, uint64_t *
     int rv = bl_uniq_get(&d->c, BL_UNIQ_DEV_UID, uid, &found);
     if (rv == 0) {
         json_t *o;
-        if ((rv = bl_obj_get(&d->c, BL_DEVICE, found, &o)) != 0) {
-            return rv == TVMW_ENOTFOUND ? TVMW_ECORRUPT : rv; /* index without its object */
+        if ((rv = bl_obj_get(&d->c, BL_DEVICE, found, &o)) == TVMW_ENOTFOUND) {
+            /* An index without its object: refuse this write, keep applying. */
+            return dw_fail(d, DW_EDEVICE, "device %s is indexed but missing", uid);
+        }
+        if (rv != 0) {
+            return rv;
         }
         uint64_t owner = rec_u64(o, "account_id");
         json_decref(o);
@@ -643,59 +647,78 @@ static void raise_ms(json_t *rec, const char *field, uint64_t ms, bool *changed)
     }
 }
 
+/* One last_seen item, for the account's client c->client_id. */
+static int seen_one(struct bl_ctx *c, uint64_t acc_id, uint64_t dev_id, uint64_t ms)
+{
+    json_t *acc, *dev;
+    bool changed = false;
+    int rv = bl_obj_get(c, BL_ACCOUNT, acc_id, &acc);
+    if (rv == TVMW_ENOTFOUND) {
+        return 0; /* deleted since, or not this client's: nothing to note */
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    raise_ms(acc, "last_active_ms", ms, &changed);
+    rv = changed ? bl_obj_put(c, BL_ACCOUNT, acc_id, acc) : 0;
+    json_decref(acc);
+    if (rv != 0 || dev_id == 0) {
+        return rv;
+    }
+    rv = bl_obj_get(c, BL_DEVICE, dev_id, &dev);
+    if (rv != 0) {
+        return rv == TVMW_ENOTFOUND ? 0 : rv;
+    }
+    changed = false;
+    if (rec_u64(dev, "account_id") == acc_id) {
+        raise_ms(dev, "last_seen_ms", ms, &changed);
+    }
+    rv = changed ? bl_obj_put(c, BL_DEVICE, dev_id, dev) : 0;
+    json_decref(dev);
+    return rv;
+}
+
+/* client_id 0 (an edge's batch of several clients' items): each item
+ * counts for its account's own client. Last-seen times carry no
+ * authority, so that is the one op that may do without a client. */
 static int op_last_seen(struct dw *d)
 {
     json_t *items = json_object_get(d->w, "items"), *it;
     size_t i;
+    int rv = 0;
     if (!json_is_array(items) || json_array_size(items) > LAST_SEEN_MAX) {
         return dw_fail(d, DW_EMALFORMED, "last_seen needs \"items\", at most %d", LAST_SEEN_MAX);
     }
+    uint64_t client = d->c.client_id;
     json_array_foreach(items, i, it)
     {
-        uint64_t acc_id, dev_id = 0, ms;
+        uint64_t acc_id, ms;
         json_t *dv = json_object_get(it, "device_id");
         if (!get_id(it, "account_id", &acc_id) || !get_ms(d, it, "ms", &ms) ||
             (dv != NULL && !(json_is_integer(dv) && json_integer_value(dv) >= 0))) {
             return dw_fail(d, DW_EMALFORMED,
                            "last_seen items are {account_id, device_id (0: none), ms}");
         }
-        dev_id = dv ? (uint64_t)json_integer_value(dv) : 0;
-        json_t *acc, *dev;
-        bool changed = false;
-        int rv = bl_obj_get(&d->c, BL_ACCOUNT, acc_id, &acc);
-        if (rv == TVMW_ENOTFOUND) {
-            continue; /* deleted since, or not this client's: nothing to note */
+        if (client == 0) {
+            json_t *acc;
+            rv = cp_record_get(d->c.txn, d->c.db->accounts, acc_id, &acc);
+            if (rv == TVMW_ENOTFOUND) {
+                rv = 0;
+                continue;
+            }
+            if (rv != 0) {
+                break;
+            }
+            d->c.client_id = rec_u64(acc, "client_id");
+            json_decref(acc);
         }
+        rv = seen_one(&d->c, acc_id, dv ? (uint64_t)json_integer_value(dv) : 0, ms);
+        d->c.client_id = client;
         if (rv != 0) {
-            return rv;
-        }
-        raise_ms(acc, "last_active_ms", ms, &changed);
-        rv = changed ? bl_obj_put(&d->c, BL_ACCOUNT, acc_id, acc) : 0;
-        json_decref(acc);
-        if (rv != 0) {
-            return rv;
-        }
-        if (dev_id == 0) {
-            continue;
-        }
-        rv = bl_obj_get(&d->c, BL_DEVICE, dev_id, &dev);
-        if (rv == TVMW_ENOTFOUND) {
-            continue;
-        }
-        if (rv != 0) {
-            return rv;
-        }
-        changed = false;
-        if (rec_u64(dev, "account_id") == acc_id) {
-            raise_ms(dev, "last_seen_ms", ms, &changed);
-        }
-        rv = changed ? bl_obj_put(&d->c, BL_DEVICE, dev_id, dev) : 0;
-        json_decref(dev);
-        if (rv != 0) {
-            return rv;
+            break;
         }
     }
-    return 0;
+    return rv;
 }
 
 /* ---- settings_save ------------------------------------------------------------------ */
@@ -1187,14 +1210,21 @@ static int apply_one(struct cp_apply *a, json_t *w, json_t *r, uint64_t *known_c
     const char *opname = json_string_value(json_object_get(w, "op"));
     op_cb fn = op_find(opname);
     d.reqid = json_string_value(json_object_get(w, "reqid"));
-    if (fn == NULL || !is_lower_hex(d.reqid, REQID_HEX) || !get_id(w, "client_id", &client) ||
-        !get_ms(&d, w, "ms", &d.ms)) {
+    json_t *cv = json_object_get(w, "client_id");
+    bool any_client = fn == op_last_seen && json_is_integer(cv) && json_integer_value(cv) == 0;
+    if (fn == NULL || !is_lower_hex(d.reqid, REQID_HEX) ||
+        (!any_client && !get_id(w, "client_id", &client)) || !get_ms(&d, w, "ms", &d.ms)) {
         return dw_fail(&d, DW_EMALFORMED,
                        "a write needs a known \"op\", \"reqid\" (32 hex), "
                        "\"client_id\" and \"ms\"");
     }
-    bool exists;
-    int rv = client_known(a, client, known_client, &exists);
+    bool exists = true;
+    int rv = 0;
+    if (any_client) {
+        client = 0;
+    } else {
+        rv = client_known(a, client, known_client, &exists);
+    }
     if (rv != 0) {
         return rv;
     }
@@ -1212,6 +1242,14 @@ static int apply_one(struct cp_apply *a, json_t *w, json_t *r, uint64_t *known_c
                           .index = a->index,
                           .write = true};
     rv = fn(&d);
+    if (rv == TVMW_ENOTFOUND || rv == TVMW_ECORRUPT) {
+        /* A missing or unreadable record: the same on every node (same
+         * state, same command), so this write fails and applying goes
+         * on. Only node-local failures (LMDB, memory) stop the node. */
+        TVMW_LOG_ERROR("device", "write refused op=%s index=%llu: %s", opname,
+                       (unsigned long long)a->index, tvmw_strerror(rv));
+        rv = dw_fail(&d, DW_ENOTFOUND, "inconsistent state: %s", tvmw_strerror(rv));
+    }
     if (rv != 0 || failed(&d)) {
         mdb_txn_abort(child); /* a failed write leaves nothing behind */
         return rv;

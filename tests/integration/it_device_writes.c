@@ -660,6 +660,25 @@ static void test_device_ops(void **state)
     IT_ASSERT(field(proj_id(DB_ACCOUNTS, acc_b), "last_active_ms") == (long long)ms + 21, "b");
     IT_ASSERT(field(proj_id(DB_ACCOUNTS, acc_other), "last_active_ms") == -1,
               "another client's account was touched");
+    /* client_id 0: an edge's items of several clients, each for its own. */
+    seen = W("last_seen", 0, ms + 25);
+    json_object_set_new(seen, "items",
+                        json_pack("[{s:I, s:i, s:I}, {s:I, s:i, s:I}, {s:i, s:i, s:I}]",
+                                  "account_id", (json_int_t)acc_b, "device_id", 0, "ms",
+                                  (json_int_t)ms + 25, "account_id", (json_int_t)acc_other,
+                                  "device_id", 0, "ms", (json_int_t)ms + 26, "account_id", 999999,
+                                  "device_id", 0, "ms", (json_int_t)ms + 26));
+    rr = send1(1, seen);
+    EXPECT_ERROR(rr, 0);
+    json_decref(rr);
+    rr = send1(1, W("logout_all", 0, ms + 25)); /* only last_seen goes without a client */
+    EXPECT_ERROR(rr, 100);
+    json_decref(rr);
+    load_projection();
+    IT_ASSERT(field(proj_id(DB_ACCOUNTS, acc_b), "last_active_ms") == (long long)ms + 25 &&
+                  field(proj_id(DB_ACCOUNTS, acc_other), "last_active_ms") == (long long)ms + 26 &&
+                  field(proj_id(DB_ACCOUNTS, acc_other), "client_id") == 2,
+              "last_seen of several clients");
 
     /* ---- settings_save ---- */
     json_t *set = W("settings_save", 1, ms + 30);
