@@ -8,12 +8,14 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -37,6 +39,9 @@ struct tvmw_http_server {
     tvmw_http_handler_cb handler;
     void *ctx;
     size_t max_body;
+    bool (*spool_match)(const char *method, const char *path);
+    char spool_dir[512];
+    uint64_t spool_max;
     pthread_mutex_t mu; /* guards stats, n_stats */
     struct route_stat stats[MAX_ROUTES];
     unsigned n_stats;
@@ -240,12 +245,16 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     req->conn = conn;
     req->srv = s;
     req->route = "other";
+    req->spool_fd = -1;
     tvmw_buf_init(&req->body, s->max_body);
     return req;
 }
 
 static void req_free(struct tvmw_http_req *req)
 {
+    if (req->spool_fd >= 0) {
+        close(req->spool_fd);
+    }
     tvmw_buf_close(&req->body);
     free(req->raw_query);
     free(req);
@@ -263,6 +272,52 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
         }
         req_free(req);
         *req_cls = NULL;
+    }
+}
+
+/* An unlinked temporary file in the spool dir for this request's body. */
+static void spool_open(struct tvmw_http_server *s, struct tvmw_http_req *req)
+{
+    if (mkdir(s->spool_dir, 0700) != 0 && errno != EEXIST) {
+        req->spool_error = errno;
+        return;
+    }
+    int fd = open(s->spool_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        /* No O_TMPFILE on this file system: a named file, unlinked at once. */
+        char path[600];
+        snprintf(path, sizeof(path), "%s/upload-XXXXXX", s->spool_dir);
+        fd = mkostemp(path, O_CLOEXEC);
+        if (fd >= 0) {
+            unlink(path);
+        }
+    }
+    if (fd < 0) {
+        req->spool_error = errno;
+        return;
+    }
+    req->spool_fd = fd;
+}
+
+static void spool_write(struct tvmw_http_server *s, struct tvmw_http_req *req, const char *p,
+                        size_t n)
+{
+    if (req->spool_len + n > s->spool_max) {
+        req->too_big = true;
+        return;
+    }
+    req->spool_len += n;
+    while (n > 0) {
+        ssize_t w = write(req->spool_fd, p, n);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w < 0) {
+            req->spool_error = errno;
+            return;
+        }
+        p += w;
+        n -= (size_t)w;
     }
 }
 
@@ -286,10 +341,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             const struct sockaddr_in *sin = (const struct sockaddr_in *)ci->client_addr;
             inet_ntop(AF_INET, &sin->sin_addr, req->remote, sizeof(req->remote));
         }
+        if (s->spool_match != NULL && s->spool_match(method, url)) {
+            spool_open(s, req);
+        }
+        uint64_t limit = req->spool_fd >= 0 ? s->spool_max : s->max_body;
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-        if (cl != NULL && strtoull(cl, NULL, 10) > s->max_body) {
+        if (cl != NULL && strtoull(cl, NULL, 10) > limit) {
             req->too_big = true; /* refuse before reading a byte of it */
         }
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0 && req->spool_fd >= 0) {
+        if (!req->too_big && req->spool_error == 0) {
+            spool_write(s, req, upload_data, *upload_data_size);
+        }
+        *upload_data_size = 0;
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
@@ -305,7 +371,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (req->too_big) {
         req->route = "too_large";
-        tvmw_http_reply_error(req, 413, "too_large", "request body is over %zu bytes", s->max_body);
+        tvmw_http_reply_error(
+            req, 413, "too_large", "request body is over %llu bytes",
+            (unsigned long long)(req->spool_fd >= 0 ? s->spool_max : s->max_body));
+    } else if (req->spool_error != 0) {
+        req->route = "spool_failed";
+        tvmw_http_reply_error(req, 500, "internal", "cannot store the request body in %s: %s",
+                              s->spool_dir, strerror(req->spool_error));
     } else {
         s->handler(s->ctx, req);
         if (!req->answered) {
@@ -333,6 +405,9 @@ int tvmw_http_server_start(const struct tvmw_http_server_conf *conf, tvmw_http_h
     s->handler = handler;
     s->ctx = ctx;
     s->max_body = conf->max_body_bytes;
+    s->spool_match = conf->spool_match;
+    s->spool_max = conf->spool_max_bytes;
+    snprintf(s->spool_dir, sizeof(s->spool_dir), "%s", conf->spool_dir ? conf->spool_dir : "/tmp");
     pthread_mutex_init(&s->mu, NULL);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
     if (conf->thread_per_connection) {

@@ -36,6 +36,12 @@ struct tvmw_http_req {
     unsigned status;              /* of the answer, once answered */
     char *raw_query;              /* private */
     struct tvmw_http_server *srv; /* private */
+    /* A spooled body (tvmw_http_server_conf.spool_match): an unlinked
+     * temporary file holding spool_len bytes, closed after the answer;
+     * -1 when the body is in `body`. */
+    int spool_fd;
+    uint64_t spool_len;
+    int spool_error; /* private: errno of a failed spool write */
 };
 
 typedef void (*tvmw_http_handler_cb)(void *ctx, struct tvmw_http_req *req);
@@ -47,6 +53,13 @@ struct tvmw_http_server_conf {
     unsigned idle_timeout_s;
     bool thread_per_connection; /* else a pool of `threads` epoll threads */
     unsigned threads;
+    /* Optional: the bodies of requests for which spool_match() is true go
+     * to an unlinked temporary file in spool_dir (created if missing), up
+     * to spool_max_bytes (else 413), instead of memory: for uploads far
+     * larger than max_body_bytes. Called on an MHD thread. */
+    bool (*spool_match)(const char *method, const char *path);
+    const char *spool_dir;
+    uint64_t spool_max_bytes;
 };
 
 int tvmw_http_server_start(const struct tvmw_http_server_conf *conf, tvmw_http_handler_cb handler,
