@@ -231,6 +231,39 @@ static int parse_journal(json_t *sec, struct tvmw_config *c, char *err, size_t e
     return 0;
 }
 
+static int parse_epg(json_t *sec, struct tvmw_config *c, char *err, size_t err_len)
+{
+    static const char *const keys[] = {
+        "check_interval_ms", "expire_days",     "max_file_bytes", "max_xml_bytes",
+        "max_programmes",    "fetch_timeout_s", "spool_dir",      NULL};
+    uint64_t v;
+    int rv;
+    if (sec == NULL) {
+        return 0;
+    }
+    if (!json_is_object(sec)) {
+        return fail(err, err_len, "\"epg\" must be an object");
+    }
+    if ((rv = check_keys(sec, keys, "epg", err, err_len)) != 0) {
+        return rv;
+    }
+#define E(key, min, max, field)                                                                    \
+    v = c->epg.field;                                                                              \
+    if ((rv = get_uint(sec, key, min, max, &v, err, err_len)) != 0) {                              \
+        return rv;                                                                                 \
+    }                                                                                              \
+    c->epg.field = v;
+    E("check_interval_ms", 0, 86400000, check_interval_ms);
+    E("expire_days", 0, 3650, expire_days);
+    E("max_file_bytes", 1u << 20, 1ull << 40, max_file_bytes);
+    E("max_xml_bytes", 1u << 20, 1ull << 42, max_xml_bytes);
+    E("max_programmes", 1000, 100000000, max_programmes);
+    E("fetch_timeout_s", 5, 86400, fetch_timeout_s);
+#undef E
+    return get_str(sec, "spool_dir", c->epg.spool_dir, sizeof(c->epg.spool_dir), 0, 0, err,
+                   err_len);
+}
+
 static void set_defaults(struct tvmw_config *c)
 {
     memset(c, 0, sizeof(*c));
@@ -249,6 +282,12 @@ static void set_defaults(struct tvmw_config *c)
     c->billing.check_interval_ms = 3600000;
     c->billing.period_unit_s = 30 * 86400;
     c->billing.batch = 1000;
+    c->epg.check_interval_ms = 60000;
+    c->epg.expire_days = 14;
+    c->epg.max_file_bytes = 2ull << 30;
+    c->epg.max_xml_bytes = 8ull << 30;
+    c->epg.max_programmes = 4000000;
+    c->epg.fetch_timeout_s = 900;
     c->journal.max_writes = 100000;
     c->probe.interval_ms = 5000;
     c->probe.timeout_ms = 2000;
@@ -259,9 +298,9 @@ static void set_defaults(struct tvmw_config *c)
 int tvmw_config_parse(const char *text, size_t len, struct tvmw_config *c, char *err,
                       size_t err_len)
 {
-    static const char *const top[] = {"cluster_name", "admin_token", "data_root", "raft",
-                                      "http",         "state",       "billing",   "nodes",
-                                      "edges",        "probe",       "journal",   NULL};
+    static const char *const top[] = {"cluster_name", "admin_token", "data_root", "raft",  "http",
+                                      "state",        "billing",     "nodes",     "edges", "probe",
+                                      "epg",          "journal",     NULL};
     static const char *const raft_keys[] = {"election_timeout_ms",
                                             "heartbeat_timeout_ms",
                                             "snapshot_threshold",
@@ -373,6 +412,9 @@ int tvmw_config_parse(const char *text, size_t len, struct tvmw_config *c, char 
         goto out;
     }
     if ((rv = parse_journal(json_object_get(root, "journal"), c, err, err_len)) != 0) {
+        goto out;
+    }
+    if ((rv = parse_epg(json_object_get(root, "epg"), c, err, err_len)) != 0) {
         goto out;
     }
 out:

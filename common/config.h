@@ -64,6 +64,15 @@ struct tvmw_config {
     struct {
         unsigned max_writes; /* edge: device writes kept for the control plane at most */
     } journal;
+    struct {
+        unsigned check_interval_ms; /* leader: scheduled URL imports and expiry; 0 = off */
+        unsigned expire_days;       /* programmes that began longer ago go; 0 = never */
+        uint64_t max_file_bytes;    /* an uploaded or downloaded XMLTV file (gzip or not) */
+        uint64_t max_xml_bytes;     /* the document after decompression */
+        unsigned max_programmes;    /* programmes of one import */
+        unsigned fetch_timeout_s;   /* a whole download */
+        char spool_dir[512];        /* temporary files; "" = <data_root>/epg-spool */
+    } epg;
     unsigned n_nodes;
     struct tvmw_node_conf nodes[TVMW_MAX_NODES];
     unsigned n_edges;

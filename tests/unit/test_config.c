@@ -56,6 +56,9 @@ static void test_every_documented_key(void **state)
                    "\"billing\":{\"check_interval_ms\":250,\"period_unit_s\":1,\"batch\":3},"
                    "\"probe\":{\"interval_ms\":700,\"timeout_ms\":300,\"down_after\":3,"
                    "\"up_after\":4},"
+                   "\"epg\":{\"check_interval_ms\":500,\"expire_days\":3,"
+                   "\"max_file_bytes\":2097152,\"max_xml_bytes\":4194304,"
+                   "\"max_programmes\":5000,\"fetch_timeout_s\":30,\"spool_dir\":\"/x/s\"},"
                    "\"edges\":[{\"id\":\"e1\",\"http_address\":\"127.0.0.1:8201\","
                    "\"datacenter\":\"dc1\"}]," NODES "}",
                    &c, err);
@@ -72,6 +75,13 @@ static void test_every_documented_key(void **state)
     assert_int_equal(c.probe.timeout_ms, 300);
     assert_int_equal(c.probe.down_after, 3);
     assert_int_equal(c.probe.up_after, 4);
+    assert_int_equal(c.epg.check_interval_ms, 500);
+    assert_int_equal(c.epg.expire_days, 3);
+    assert_int_equal(c.epg.max_file_bytes, 2097152);
+    assert_int_equal(c.epg.max_xml_bytes, 4194304);
+    assert_int_equal(c.epg.max_programmes, 5000);
+    assert_int_equal(c.epg.fetch_timeout_s, 30);
+    assert_string_equal(c.epg.spool_dir, "/x/s");
     assert_int_equal(c.n_edges, 1);
 }
 
