@@ -35,8 +35,10 @@ enum {
     E_KEYS,
     E_DSESS,
     E_ACC_SETTINGS,
+    E_PROGRAMS,
 };
 _Static_assert(E_ACC_SETTINGS == 15, "edge db ids are fixed by docs/edge-protocol.md");
+_Static_assert(E_PROGRAMS == 16, "edge db ids are fixed by docs/edge-protocol.md");
 
 /* The control-plane database of each edge db id (index = edge id). */
 static MDB_dbi source_dbi(const struct cp_dbs *db, int edb)
@@ -56,7 +58,8 @@ static MDB_dbi source_dbi(const struct cp_dbs *db, int edb)
                            db->uniq,
                            db->keys,
                            db->dsess,
-                           db->acc_settings};
+                           db->acc_settings,
+                           db->programs};
     _Static_assert(sizeof(map) / sizeof(map[0]) == CP_EDGE_DB_COUNT + 1, "edge db map");
     return map[edb];
 }

@@ -23,7 +23,7 @@
 #include "common/buf.h"
 #include "controlplane/fsm.h"
 
-#define CP_EDGE_DB_COUNT 15
+#define CP_EDGE_DB_COUNT 16
 
 /* Edge database id (1..CP_EDGE_DB_COUNT) of a control-plane database, 0 if not projected. */
 int cp_edge_db(const struct cp_dbs *db, MDB_dbi dbi);

@@ -22,6 +22,7 @@
 #include "controlplane/billing.h"
 #include "controlplane/catalog.h"
 #include "controlplane/changelog.h"
+#include "controlplane/epg.h"
 #include "controlplane/device_writes.h"
 #include "controlplane/keys.h"
 
@@ -50,7 +51,7 @@ static const char *const db_names[] = {
     "meta",      "sessions", "sesslog", "members",      "clients",     "customers",
     "accounts",  "devices",  "tariffs", "transactions", "messages",    "channels",
     "uniq",      "rel",      "audit",   "categories",   "datacenters", "services",
-    "changelog", "keys",     "dsess",   "acc_settings"};
+    "changelog", "keys",     "dsess",   "acc_settings", "programs",    "epg_sources"};
 #define N_DBS (sizeof(db_names) / sizeof(db_names[0]))
 _Static_assert(sizeof(struct cp_dbs) == N_DBS * sizeof(MDB_dbi), "db table out of date");
 
@@ -530,6 +531,8 @@ static int dispatch(struct cp_apply *a, json_t *payload, struct cp_result **res)
         return cp_billing_apply(a, payload, res);
     case CP_CMD_CATALOG:
         return cp_catalog_apply(a, payload, res);
+    case CP_CMD_EPG:
+        return cp_epg_apply(a, payload, res);
     case CP_CMD_BILLING_BATCH:
         return cp_billing_batch_apply(a, payload, res);
     case CP_CMD_BILLING_RUN:

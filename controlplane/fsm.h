@@ -61,6 +61,9 @@ struct cp_dbs {
     MDB_dbi keys;         /* be64 kid -> JSON token signing key (cluster-wide) */
     MDB_dbi dsess;        /* be64 account, be64 sess_id -> JSON device session */
     MDB_dbi acc_settings; /* be64 account -> JSON favourites, locks, order */
+    /* EPG (epg.h; docs/edge-protocol.md db 16). */
+    MDB_dbi programs;    /* be64 channel, be64 begin time -> JSON programme */
+    MDB_dbi epg_sources; /* be64 id -> JSON EPG source (not projected) */
 };
 
 /* The answer to a command: an HTTP status and a JSON body. */

@@ -23,9 +23,10 @@ enum edge_db {
     EDGE_DB_KEYS = 13,         /* token signing keys (cluster-wide) */
     EDGE_DB_DSESS = 14,        /* device sessions: be64 account, be64 sess_id */
     EDGE_DB_ACC_SETTINGS = 15, /* per-account favourites, locks, order */
+    EDGE_DB_PROGRAMS = 16,     /* EPG: be64 channel, be64 begin time */
 };
 #define EDGE_DB_MIN 1
-#define EDGE_DB_MAX 15
+#define EDGE_DB_MAX 16
 
 /* Snapshot framing, little-endian:
  *   header  "TVMWESN1", u32 version, u32 0, u64 index, u64 0

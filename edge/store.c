@@ -58,6 +58,7 @@ static const char *const db_names[EDGE_DB_MAX + 1] = {
     [EDGE_DB_KEYS] = "keys",
     [EDGE_DB_DSESS] = "dsess",
     [EDGE_DB_ACC_SETTINGS] = "acc_settings",
+    [EDGE_DB_PROGRAMS] = "programs",
 };
 
 struct edge_store_gen {
