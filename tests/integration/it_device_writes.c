@@ -536,7 +536,7 @@ static void test_device_ops(void **state)
          json_pack("{s:I, s:s, s:s, s:s, s:i, s:s, s:s, s:n}", "account_id", (json_int_t)acc_a,
                    "sess_id", "00000000000000a2", "device_uid", "phone-1", "device", "android",
                    "basic", 0, "ip", "10.0.0.2", "edge", "edge2", "register_device"));
-    json_t *batch = json_pack("[OO]", open1, open2);
+    json_t *batch = json_pack("[oo]", open1, open2);
     json_t *res = send_writes(2, batch);
     EXPECT_ERROR(json_array_get(res, 0), 0);
     EXPECT_ERROR(json_array_get(res, 1), 0);

@@ -2,8 +2,9 @@
  * dir), bounded, FIFO under concurrent appends, delivery to a fake
  * control-plane node with failover from a dead one and retries after a
  * 503, final per-write errors, a batch refused as a whole split until the
- * bad write is found, and edge_journal_call. Fake nodes listen on
- * 127.0.0.1:26450..26459 (the port range of this work). */
+ * bad write is found, and edge_journal_call. The fake node takes the first
+ * free port from 26451 (other build trees may run this test at the same
+ * time); the dead one is port 1, where nothing listens. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,13 +27,15 @@
 #include "edge/journal.h"
 
 #define TOKEN      "journal-test-token-0123"
-#define DEAD_ADDR  "127.0.0.1:26450" /* nothing listens here */
-#define FAKE_ADDR  "127.0.0.1:26451"
+#define DEAD_ADDR  "127.0.0.1:1" /* nothing listens here */
+#define FAKE_PORT  26451
+#define FAKE_PORTS 48
 #define N_THREADS  8
 #define PER_THREAD 150
 
 static char dir[256];
 static struct tvmw_config conf;
+static char fake_addr[32]; /* where the fake node listens (fake_start) */
 
 static uint64_t now_ms(void)
 {
@@ -89,7 +92,7 @@ static json_t *write_of(const char *op, int seq)
 
 /* ---- the fake control-plane node ------------------------------------------------ */
 
-enum fake_mode { FAKE_OK, FAKE_503_FIRST, FAKE_REFUSE_POISON, FAKE_ALWAYS_503 };
+enum fake_mode { FAKE_OK, FAKE_REFUSE_POISON, FAKE_ALWAYS_503 };
 
 static struct {
     pthread_mutex_t mu;
@@ -122,7 +125,7 @@ static void fake_handle(void *ctx, struct tvmw_http_req *req)
     json_t *body = json_loadb(req->body.data ? req->body.data : "", req->body.len, 0, NULL);
     json_t *writes = json_object_get(body, "writes");
     pthread_mutex_lock(&fake.mu);
-    unsigned n = ++fake.requests;
+    fake.requests++;
     enum fake_mode mode = fake.mode;
     if (auth == NULL || strcmp(auth, "Bearer " TOKEN) != 0) {
         fake.bad_auth++;
@@ -131,7 +134,7 @@ static void fake_handle(void *ctx, struct tvmw_http_req *req)
     pthread_mutex_unlock(&fake.mu);
     if (strcmp(req->path, "/edge/v1/device-writes") != 0 || !json_is_array(writes)) {
         tvmw_http_reply_error(req, 404, "not_found", "no route");
-    } else if (mode == FAKE_ALWAYS_503 || (mode == FAKE_503_FIRST && n == 1)) {
+    } else if (mode == FAKE_ALWAYS_503) {
         tvmw_http_reply_error(req, 503, "unavailable", "try later");
     } else if (mode == FAKE_REFUSE_POISON && has_op(writes, "poison")) {
         tvmw_http_reply_error(req, 400, "bad_request", "poisoned batch");
@@ -162,8 +165,8 @@ static void fake_handle(void *ctx, struct tvmw_http_req *req)
 
 static struct tvmw_http_server *fake_start(enum fake_mode mode)
 {
-    struct tvmw_http_server *srv;
-    struct tvmw_http_server_conf hc = {.address = FAKE_ADDR,
+    struct tvmw_http_server *srv = NULL;
+    struct tvmw_http_server_conf hc = {.address = fake_addr,
                                        .max_body_bytes = 4u << 20,
                                        .max_connections = 64,
                                        .idle_timeout_s = 30,
@@ -177,7 +180,12 @@ static struct tvmw_http_server *fake_start(enum fake_mode mode)
     fake.received = json_array();
     fake.keys = json_array();
     pthread_mutex_unlock(&fake.mu);
-    assert_int_equal(tvmw_http_server_start(&hc, fake_handle, NULL, &srv), 0);
+    int rv = -1;
+    for (unsigned p = 0; rv != 0 && p < FAKE_PORTS; p++) {
+        snprintf(fake_addr, sizeof(fake_addr), "127.0.0.1:%u", FAKE_PORT + p);
+        rv = tvmw_http_server_start(&hc, fake_handle, NULL, &srv);
+    }
+    assert_int_equal(rv, 0);
     return srv;
 }
 
@@ -188,6 +196,38 @@ static void fake_stop(struct tvmw_http_server *srv)
     json_decref(fake.received);
     json_decref(fake.keys);
     fake.received = fake.keys = NULL;
+    pthread_mutex_unlock(&fake.mu);
+}
+
+/* What the fake node saw, copied out: assertions never run under its
+ * lock (a failed one jumps out and would leave it held). */
+struct seen {
+    json_t *received;
+    json_t *keys;
+    unsigned requests;
+    unsigned bad_auth;
+};
+
+static void fake_seen(struct seen *s)
+{
+    pthread_mutex_lock(&fake.mu);
+    s->received = json_deep_copy(fake.received);
+    s->keys = json_deep_copy(fake.keys);
+    s->requests = fake.requests;
+    s->bad_auth = fake.bad_auth;
+    pthread_mutex_unlock(&fake.mu);
+}
+
+static void seen_free(struct seen *s)
+{
+    json_decref(s->received);
+    json_decref(s->keys);
+}
+
+static void fake_mode(enum fake_mode mode)
+{
+    pthread_mutex_lock(&fake.mu);
+    fake.mode = mode;
     pthread_mutex_unlock(&fake.mu);
 }
 
@@ -264,28 +304,29 @@ static void test_durable_and_bounded(void **state)
     edge_journal_close(j);
 
     /* Delivered in order after yet another reopen, with their reqids. */
-    static const char *const addrs[] = {FAKE_ADDR};
-    set_nodes(1, addrs);
     struct tvmw_http_server *srv = fake_start(FAKE_OK);
+    const char *addrs[] = {fake_addr};
+    set_nodes(1, addrs);
     assert_int_equal(edge_journal_open(dir, &conf, &j), 0);
     assert_int_equal(edge_journal_start(j), 0);
     assert_true(wait_drained(j, 5000));
     edge_journal_status(j, &st);
     assert_int_equal(st.sent_total, 5);
-    pthread_mutex_lock(&fake.mu);
-    assert_int_equal(json_array_size(fake.received), 5);
+    struct seen seen;
+    fake_seen(&seen);
+    assert_int_equal(json_array_size(seen.received), 5);
     static const int want[] = {1, 2, 3, 10, 11};
     for (size_t i = 0; i < 5; i++) {
-        json_t *w = json_array_get(fake.received, i);
+        json_t *w = json_array_get(seen.received, i);
         assert_int_equal(json_integer_value(json_object_get(w, "seq")), want[i]);
         assert_int_equal(strlen(json_string_value(json_object_get(w, "reqid"))), 32);
     }
     assert_string_equal(
-        json_string_value(json_object_get(json_array_get(fake.received, 1), "reqid")),
+        json_string_value(json_object_get(json_array_get(seen.received, 1), "reqid")),
         "0123456789abcdef0123456789abcdef");
-    assert_int_equal(fake.bad_auth, 0);
-    assert_int_equal(strlen(json_string_value(json_array_get(fake.keys, 0))), 64);
-    pthread_mutex_unlock(&fake.mu);
+    assert_int_equal(seen.bad_auth, 0);
+    assert_int_equal(strlen(json_string_value(json_array_get(seen.keys, 0))), 64);
+    seen_free(&seen);
     edge_journal_close(j);
     fake_stop(srv);
 
@@ -321,11 +362,13 @@ static void test_delivery_failover_and_order(void **state)
     (void)state;
     struct edge_journal *j;
     struct edge_journal_status st;
-    static const char *const addrs[] = {DEAD_ADDR, FAKE_ADDR};
+    struct tvmw_http_server *srv = fake_start(FAKE_ALWAYS_503);
+    const char *addrs[] = {DEAD_ADDR, fake_addr};
     set_nodes(2, addrs);
     assert_int_equal(edge_journal_open(dir, &conf, &j), 0);
 
-    /* Appended while no node answers (the sender runs already). */
+    /* Appended while no node takes writes (the sender runs already): one
+     * refuses connections, the other answers 503. */
     assert_int_equal(edge_journal_start(j), 0);
     pthread_t th[N_THREADS];
     struct appender ap[N_THREADS];
@@ -346,19 +389,23 @@ static void test_delivery_failover_and_order(void **state)
     assert_int_equal(st.pending, N_THREADS * PER_THREAD + 1);
     assert_true(st.retries_total > 0);
 
-    /* The node comes up, answers 503 once: everything arrives, in order. */
-    struct tvmw_http_server *srv = fake_start(FAKE_503_FIRST);
+    /* The node takes writes again: everything arrives, in order. */
+    struct seen seen;
+    fake_seen(&seen);
+    assert_int_equal(json_array_size(seen.received), 0);
+    seen_free(&seen);
+    fake_mode(FAKE_OK);
     assert_true(wait_drained(j, 20000));
     edge_journal_status(j, &st);
     assert_int_equal(st.sent_total, N_THREADS * PER_THREAD + 1);
     assert_int_equal(st.failed_total, 1);
     assert_int_equal(st.appended_total, N_THREADS * PER_THREAD + 1);
-    pthread_mutex_lock(&fake.mu);
-    assert_int_equal(json_array_size(fake.received), N_THREADS * PER_THREAD + 1);
+    fake_seen(&seen);
+    assert_int_equal(json_array_size(seen.received), N_THREADS * PER_THREAD + 1);
     int next[N_THREADS] = {0};
     size_t i;
     json_t *w;
-    json_array_foreach(fake.received, i, w)
+    json_array_foreach(seen.received, i, w)
     {
         json_t *t = json_object_get(w, "thread");
         if (t == NULL) {
@@ -368,8 +415,8 @@ static void test_delivery_failover_and_order(void **state)
         assert_int_equal(json_integer_value(json_object_get(w, "seq")), next[ti]);
         next[ti]++;
     }
-    assert_true(fake.requests >= 2); /* the 503, then the batches */
-    pthread_mutex_unlock(&fake.mu);
+    assert_true(seen.requests >= 3); /* 503s, then the batches */
+    seen_free(&seen);
     edge_journal_close(j);
     fake_stop(srv);
 }
@@ -379,7 +426,8 @@ static void test_refused_batch_split(void **state)
     (void)state;
     struct edge_journal *j;
     struct edge_journal_status st;
-    static const char *const addrs[] = {FAKE_ADDR};
+    struct tvmw_http_server *srv = fake_start(FAKE_REFUSE_POISON);
+    const char *addrs[] = {fake_addr};
     set_nodes(1, addrs);
     assert_int_equal(edge_journal_open(dir, &conf, &j), 0);
     static const char *const ops[] = {"session_open", "session_close", "poison", "logout_all",
@@ -389,20 +437,20 @@ static void test_refused_batch_split(void **state)
         assert_int_equal(edge_journal_append(j, w), 0);
         json_decref(w);
     }
-    struct tvmw_http_server *srv = fake_start(FAKE_REFUSE_POISON);
     assert_int_equal(edge_journal_start(j), 0);
     assert_true(wait_drained(j, 5000));
     edge_journal_status(j, &st);
     assert_int_equal(st.failed_total, 1);
     assert_int_equal(st.sent_total, 5);
-    pthread_mutex_lock(&fake.mu);
-    assert_int_equal(json_array_size(fake.received), 4);
+    struct seen seen;
+    fake_seen(&seen);
+    assert_int_equal(json_array_size(seen.received), 4);
     static const int want[] = {0, 1, 3, 4};
     for (size_t i = 0; i < 4; i++) {
         assert_int_equal(
-            json_integer_value(json_object_get(json_array_get(fake.received, i), "seq")), want[i]);
+            json_integer_value(json_object_get(json_array_get(seen.received, i), "seq")), want[i]);
     }
-    pthread_mutex_unlock(&fake.mu);
+    seen_free(&seen);
     edge_journal_close(j);
     fake_stop(srv);
 }
@@ -422,9 +470,9 @@ static void test_call(void **state)
     assert_null(json_object_get(w, "reqid")); /* w itself is left alone */
     edge_journal_close(j);
 
-    static const char *const addrs[] = {DEAD_ADDR, FAKE_ADDR};
-    set_nodes(2, addrs);
     struct tvmw_http_server *srv = fake_start(FAKE_OK);
+    const char *addrs[] = {DEAD_ADDR, fake_addr};
+    set_nodes(2, addrs);
     assert_int_equal(edge_journal_open(dir, &conf, &j), 0);
     for (int i = 0; i < 3; i++) { /* whichever node it starts with */
         assert_int_equal(edge_journal_call(j, w, 3000, &res), 0);
@@ -435,15 +483,14 @@ static void test_call(void **state)
     struct edge_journal_status st;
     edge_journal_status(j, &st);
     assert_int_equal(st.pending, 0); /* not journaled */
-    pthread_mutex_lock(&fake.mu);
+    struct seen seen;
+    fake_seen(&seen);
     assert_int_equal(
-        strlen(json_string_value(json_object_get(json_array_get(fake.received, 0), "reqid"))), 32);
-    fake.mode = FAKE_ALWAYS_503;
-    pthread_mutex_unlock(&fake.mu);
+        strlen(json_string_value(json_object_get(json_array_get(seen.received, 0), "reqid"))), 32);
+    seen_free(&seen);
+    fake_mode(FAKE_ALWAYS_503);
     assert_int_equal(edge_journal_call(j, w, 600, &res), -ETIMEDOUT);
-    pthread_mutex_lock(&fake.mu);
-    fake.mode = FAKE_REFUSE_POISON;
-    pthread_mutex_unlock(&fake.mu);
+    fake_mode(FAKE_REFUSE_POISON);
     json_t *p = write_of("poison", 2);
     assert_int_equal(edge_journal_call(j, p, 3000, &res), TVMW_EMALFORMED);
     json_decref(p);
