@@ -371,6 +371,13 @@ void cp_admin_client_route(struct cp_api *api, struct tvmw_http_req *req, uint64
         }
         return;
     }
+    static const char *const epg[] = {"epg-sources", "programs", "epg-commands", NULL};
+    for (const char *const *k = epg; *k != NULL; k++) {
+        if (strlen(*k) == n && strncmp(rest, *k, n) == 0) {
+            cp_admin_epg_route(api, req, cid, *k, id, after_id);
+            return;
+        }
+    }
     for (const char *const *k = kinds; *k != NULL; k++) {
         if (strlen(*k) == n && strncmp(rest, *k, n) == 0 && after_id == NULL) {
             catalog_route(api, req, cid, *k, id);

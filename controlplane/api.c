@@ -28,8 +28,9 @@
 #include "controlplane/billing_http.h"
 #include "controlplane/catalog.h"
 #include "controlplane/changelog.h"
-#include "controlplane/probe.h"
 #include "controlplane/device_writes.h"
+#include "controlplane/epg_import.h"
+#include "controlplane/probe.h"
 
 #define RETRY_PAUSE_MS      100
 #define IDEMPOTENCY_KEY_MAX 64
@@ -1263,11 +1264,16 @@ int cp_api_start(const struct tvmw_config *conf, struct cp_node *node, const cha
         free(api);
         return rv;
     }
+    char spool[600];
+    cp_epg_spool_dir(conf, spool, sizeof(spool));
     struct tvmw_http_server_conf hc = {.address = http_address,
                                        .max_body_bytes = conf->http.max_body_bytes,
                                        .max_connections = conf->http.max_connections,
                                        .idle_timeout_s = 120,
-                                       .thread_per_connection = true};
+                                       .thread_per_connection = true,
+                                       .spool_match = cp_admin_epg_spool,
+                                       .spool_dir = spool,
+                                       .spool_max_bytes = conf->epg.max_file_bytes};
     rv = tvmw_http_server_start(&hc, handle, api, &api->http);
     if (rv != 0) {
         tvmw_httpc_free(api->httpc);

@@ -60,5 +60,12 @@ void cp_admin_client_route(struct cp_api *api, struct tvmw_http_req *req, uint64
 void cp_admin_audit_route(struct cp_api *api, struct tvmw_http_req *req, uint64_t cid);
 /* admin_keys.c: /admin/v1/keys (rest: what follows "/keys"). */
 void cp_admin_keys_route(struct cp_api *api, struct tvmw_http_req *req, const char *rest);
+/* admin_epg.c: /admin/v1/clients/{cid}/{what}[/{id}[after_id]] for what =
+ * "epg-sources", "programs", "epg-commands" (after_id NULL when absent). */
+void cp_admin_epg_route(struct cp_api *api, struct tvmw_http_req *req, uint64_t cid,
+                        const char *what, uint64_t id, const char *after_id);
+/* Whether a request's body is an XMLTV upload, spooled to a file
+ * (tvmw_http_server_conf.spool_match). */
+bool cp_admin_epg_spool(const char *method, const char *path);
 
 #endif

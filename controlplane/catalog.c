@@ -34,6 +34,7 @@ static const struct field channel_fields[] = {
     {"icon", F_STR, 0, 0, 1024, NULL, NULL, "\"\""},
     {"category_id", F_REF, 0, 0, 0, NULL, "categories", "null"},
     {"epg_channel_id", F_STR, 0, 0, 255, NULL, NULL, "\"\""},
+    {"epg_time_correction_s", F_INT, 0, -172800, 172800, NULL, NULL, "0"},
     {"stream_name", F_STR, 0, 0, 255, NULL, NULL, "\"\""},
     {"archive_days", F_INT, 0, 0, 365, NULL, NULL, "0"},
     {"age_rating", F_INT, 0, 0, 21, NULL, NULL, "0"},

@@ -10,6 +10,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "controlplane/api.h"
+#include "controlplane/epg_import.h"
 #include "controlplane/keys.h"
 #include "controlplane/node.h"
 #include "controlplane/probe.h"
@@ -38,6 +39,12 @@ static void print_config(const struct tvmw_config *c, uint64_t id, const char *r
            c->state.dedup_window_s, strlen(c->admin_token));
     printf("probe.interval_ms=%u\nprobe.timeout_ms=%u\nprobe.down_after=%u\nprobe.up_after=%u\n",
            c->probe.interval_ms, c->probe.timeout_ms, c->probe.down_after, c->probe.up_after);
+    printf("epg.check_interval_ms=%u\nepg.expire_days=%u\nepg.max_file_bytes=%llu\n"
+           "epg.max_xml_bytes=%llu\nepg.max_programmes=%u\nepg.fetch_timeout_s=%u\n"
+           "epg.spool_dir=%s\n",
+           c->epg.check_interval_ms, c->epg.expire_days, (unsigned long long)c->epg.max_file_bytes,
+           (unsigned long long)c->epg.max_xml_bytes, c->epg.max_programmes, c->epg.fetch_timeout_s,
+           c->epg.spool_dir);
     for (unsigned i = 0; i < c->n_nodes; i++) {
         printf("nodes[%u]=%llu %s %s %s\n", i, (unsigned long long)c->nodes[i].id,
                c->nodes[i].raft_address, c->nodes[i].http_address, c->nodes[i].datacenter);
@@ -191,7 +198,12 @@ int main(int argc, char **argv)
     if (cp_keys_keeper_start(&conf, node, &keeper) != 0) {
         TVMW_LOG_WARN("main", "the signing-key keeper could not start");
     }
+    struct cp_epg_scheduler *epg = NULL;
+    if (cp_epg_scheduler_start(&conf, node, &epg) != 0) {
+        TVMW_LOG_WARN("main", "EPG imports and expiry could not start");
+    }
     cp_node_run(node); /* until SIGINT/SIGTERM */
+    cp_epg_scheduler_stop(epg);
     cp_keys_keeper_stop(keeper);
     cp_scheduler_stop(sched);
     cp_api_stop(api);
