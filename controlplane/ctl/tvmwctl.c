@@ -117,6 +117,14 @@ static const char help_text[] = USAGE_LINE
     "                 seed gives the same bytes\n"
     "  import --client CID [--batch N] FILE   push a bundle (FILE \"-\": stdin); running it\n"
     "                 twice changes nothing (format: docs/admin-api.md, \"Bundle format\")\n"
+    "  epg sources --client CID [--stale]          EPG sources and their last import\n"
+    "  epg add --client CID --name NAME [--json-body JSON] [--field K=V ...]\n"
+    "                 e.g. --field url=https://epg.example.net/guide.xml.gz --field "
+    "interval_s=21600\n"
+    "  epg import SOURCE_ID FILE --client CID      upload an XMLTV file (plain or gzip)\n"
+    "  epg run SOURCE_ID --client CID              download the source's URL now\n"
+    "  epg programs CHANNEL_ID --client CID [--limit N] [--stale]\n"
+    "                 imports wait up to an hour (--timeout S for longer)\n"
     "  help\n"
     "\n"
     "--field K=V sends V as text for text fields (name, icon, ext_id, ...), else as JSON when\n"
@@ -912,6 +920,11 @@ static const struct command commands[] = {
     {"sample-data", NULL, OPT_ACCOUNTS | OPT_CHANNELS | OPT_SEED | OPT_OUT, 0, 0,
      ctl_cmd_sample_data},
     {"import", NULL, OPT_CLIENT | OPT_BATCH, 1, 1, ctl_cmd_import},
+    {"epg", "sources", OPT_CLIENT | OPT_STALE, 0, 0, ctl_cmd_epg_sources},
+    {"epg", "add", OPT_CLIENT | OPT_NAME | OPT_BODY, 0, 0, ctl_cmd_epg_add},
+    {"epg", "import", OPT_CLIENT, 2, 2, ctl_cmd_epg_import},
+    {"epg", "run", OPT_CLIENT, 1, 1, ctl_cmd_epg_run},
+    {"epg", "programs", OPT_CLIENT | OPT_LIMIT | OPT_STALE, 1, 1, ctl_cmd_epg_programs},
 };
 
 /* ---- main ----------------------------------------------------------------------------------- */

@@ -127,4 +127,11 @@ int ctl_cmd_sample_data(struct ctl_ctx *c, char **args);
 /* tvmwctl_import.c: pushes a bundle to a client. */
 int ctl_cmd_import(struct ctl_ctx *c, char **args);
 
+/* tvmwctl_epg.c: EPG sources, XMLTV imports and the programme guide of a client. */
+int ctl_cmd_epg_sources(struct ctl_ctx *c, char **args);
+int ctl_cmd_epg_add(struct ctl_ctx *c, char **args);
+int ctl_cmd_epg_import(struct ctl_ctx *c, char **args);
+int ctl_cmd_epg_run(struct ctl_ctx *c, char **args);
+int ctl_cmd_epg_programs(struct ctl_ctx *c, char **args);
+
 #endif
