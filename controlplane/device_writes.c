@@ -858,7 +858,8 @@ static int op_settings_save(struct dw *d)
                  {"favorite_remove", "favorites", false, false},
                  {"lock_add", "parent_locked", true, true},
                  {"lock_remove", "parent_locked", false, false}};
-    static const char *const replaced[] = {"hidden", "sort"};
+    /* Replaced wholesale (channels_sort of the device API sends all four). */
+    static const char *const replaced[] = {"hidden", "sort", "favorites", "parent_locked"};
     uint64_t acc_id;
     json_t *acc, *set = NULL, *ids = NULL;
     int rv = load_account(d, d->w, &acc_id, &acc);
@@ -880,6 +881,20 @@ static int op_settings_save(struct dw *d)
         return rv;
     }
     bool touched = false, ok = true;
+    for (size_t i = 0; i < sizeof(replaced) / sizeof(replaced[0]); i++) {
+        json_t *v = json_object_get(d->w, replaced[i]);
+        if (v == NULL) {
+            continue;
+        }
+        if (!json_is_array(v) || !id_list(v, &ids)) {
+            rv = dw_fail(d, DW_EMALFORMED, "\"%s\": a list of channel ids", replaced[i]);
+            goto out;
+        }
+        json_object_set_new(set, replaced[i], json_deep_copy(ids)); /* edited below */
+        json_decref(ids);
+        ids = NULL;
+        touched = true;
+    }
     for (size_t i = 0; ok && i < sizeof(edits) / sizeof(edits[0]); i++) {
         json_t *v = json_object_get(d->w, edits[i].field);
         if (v == NULL) {
@@ -900,19 +915,6 @@ static int op_settings_save(struct dw *d)
         }
         set_edit(arr, ids, edits[i].add);
         json_decref(ids);
-        ids = NULL;
-        touched = true;
-    }
-    for (size_t i = 0; i < sizeof(replaced) / sizeof(replaced[0]); i++) {
-        json_t *v = json_object_get(d->w, replaced[i]);
-        if (v == NULL) {
-            continue;
-        }
-        if (!json_is_array(v) || !id_list(v, &ids)) {
-            rv = dw_fail(d, DW_EMALFORMED, "\"%s\": a list of channel ids", replaced[i]);
-            goto out;
-        }
-        json_object_set_new(set, replaced[i], ids);
         ids = NULL;
         touched = true;
     }

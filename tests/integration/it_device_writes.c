@@ -721,6 +721,21 @@ static void test_device_ops(void **state)
     IT_ASSERT(json_equal(st, want), "acc_settings: %s", dump ? dump : "(none)");
     json_decref(want);
     free(dump);
+    /* Whole lists (the device API's channels_sort) replace, then edits apply. */
+    set = W("settings_save", 1, ms + 33);
+    with(set, json_pack("{s:I, s:[I], s:[], s:I}", "account_id", (json_int_t)acc_a, "favorites",
+                        (json_int_t)ch1, "parent_locked", "favorite_add", (json_int_t)ch2));
+    rr = send1(2, set);
+    EXPECT_ERROR(rr, 0);
+    json_decref(rr);
+    load_projection();
+    st = proj_id(DB_ACC_SETTINGS, acc_a);
+    want = json_pack("[I,I]", (json_int_t)ch1, (json_int_t)ch2);
+    IT_ASSERT(json_equal(json_object_get(st, "favorites"), want) &&
+                  json_array_size(json_object_get(st, "parent_locked")) == 0 &&
+                  field(st, "last_channel") == (long long)ch1,
+              "replaced lists");
+    json_decref(want);
 
     /* ---- messages ---- */
     uint64_t m_keep = create_message(acc_a_s, "0"), m_gone = create_message(acc_a_s, "1");
