@@ -69,6 +69,30 @@ static inline uint64_t tvmw_get_be64(const uint8_t *p)
     return v;
 }
 
+/* Big-endian u16 and u32 (signed credentials, edge/dauth.h). */
+static inline void tvmw_put_be16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+static inline uint16_t tvmw_get_be16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static inline void tvmw_put_be32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) {
+        p[i] = (uint8_t)(v >> (24 - 8 * i));
+    }
+}
+
+static inline uint32_t tvmw_get_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
 /* A read cursor over untrusted bytes: every get checks the remaining length. */
 struct tvmw_cursor {
     const uint8_t *p;

@@ -17,6 +17,7 @@
 #include "common/err.h"
 #include "common/http.h"
 #include "common/metrics.h"
+#include "edge/device.h"
 #include "edge/follow.h"
 #include "edge/proto.h"
 #include "edge/store.h"
@@ -28,6 +29,7 @@ struct edge_api {
     const struct tvmw_edge_conf *self;
     struct edge_store *store;
     struct edge_follow *follow;
+    struct edge_device *device;
     /* Set once tvmw_http_server_start returned, by which time requests
      * may already run: atomic, and NULL until then. */
     _Atomic(struct tvmw_http_server *) http;
@@ -101,6 +103,9 @@ static void metrics(struct edge_api *api, struct tvmw_http_req *req)
                       (double)s.feed_errors);
     tvmw_metric_write(&b, "tvmw_edge_node_switches_total", "counter",
                       "Changes of the control-plane node followed.", (double)s.node_switches);
+    if (api->device != NULL) {
+        edge_device_metrics(api->device, &b);
+    }
     struct tvmw_http_server *http = atomic_load(&api->http);
     if (http != NULL) {
         tvmw_http_server_metrics(http, "tvmw_edge", &b);
@@ -215,6 +220,9 @@ static void handle(void *ctx, struct tvmw_http_req *req)
 {
     struct edge_api *api = ctx;
     const char *p = req->path;
+    if (api->device != NULL && edge_device_handle(api->device, req)) {
+        return;
+    }
     bool get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
     if (strcmp(p, "/healthz") == 0) {
         req->route = "healthz";
@@ -253,9 +261,10 @@ int edge_api_start(const struct edge_api_opts *opts, struct edge_api **out)
     api->self = opts->self;
     api->store = opts->store;
     api->follow = opts->follow;
+    api->device = opts->device;
     struct tvmw_http_server_conf hc = {
         .address = opts->self->http_address,
-        .max_body_bytes = 64 * 1024, /* nothing here takes a body */
+        .max_body_bytes = 256 * 1024, /* device API forms (channels_sort) */
         .max_connections = opts->conf->http.max_connections,
         .thread_per_connection = false,
         .threads = opts->threads ? opts->threads : 2,

@@ -12,6 +12,8 @@
  *                  the account record found through the uniq index
  *                  (admin bearer token required: records are not public).
  *
+ *   /tvmiddleware/api/...  the device API (edge/device.h).
+ *
  * Handlers only read: one read-only transaction per request.
  */
 #ifndef TVMW_EDGE_API_H
@@ -20,6 +22,7 @@
 #include "common/config.h"
 
 struct edge_api;
+struct edge_device;
 struct edge_follow;
 struct edge_store;
 
@@ -28,7 +31,8 @@ struct edge_api_opts {
     const struct tvmw_edge_conf *self;
     struct edge_store *store;
     struct edge_follow *follow;
-    unsigned threads; /* MHD pool size; 0: 2 */
+    struct edge_device *device; /* the device API; NULL: none */
+    unsigned threads;           /* MHD pool size; 0: 2 */
 };
 
 /* Listens on self->http_address. 0, TVMW_ECONFIG or TVMW_EIO. */

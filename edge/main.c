@@ -12,7 +12,9 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "edge/api.h"
+#include "edge/device.h"
 #include "edge/follow.h"
+#include "edge/journal.h"
 #include "edge/store.h"
 
 static void usage(FILE *f)
@@ -137,33 +139,53 @@ int main(int argc, char **argv)
                        rv == TVMW_EBUSY ? "in use by another tvmw-edge" : tvmw_strerror(rv));
         return 1;
     }
+    struct edge_journal *journal;
+    if ((rv = edge_journal_open(dir, &conf, &journal)) != 0) {
+        TVMW_LOG_ERROR("main", "cannot open the device-write journal in %s: %s", dir,
+                       tvmw_strerror(rv));
+        edge_store_close(store);
+        return 1;
+    }
     struct edge_follow_opts fo = {.conf = &conf, .self = self, .store = store};
     struct edge_follow *follow;
     if ((rv = edge_follow_start(&fo, &follow)) != 0) {
         TVMW_LOG_ERROR("main", "cannot start the follower: %s", tvmw_strerror(rv));
+        edge_journal_close(journal);
         edge_store_close(store);
         return 1;
     }
-    struct edge_api_opts ao = {.conf = &conf, .self = self, .store = store, .follow = follow};
-    struct edge_api *api;
+    struct edge_device_opts dopts = {
+        .conf = &conf, .self = self, .store = store, .follow = follow, .journal = journal};
+    struct edge_device *device = NULL;
+    struct edge_api *api = NULL;
+    if ((rv = edge_journal_start(journal)) != 0 || (rv = edge_device_new(&dopts, &device)) != 0) {
+        TVMW_LOG_ERROR("main", "cannot start the device API: %s", tvmw_strerror(rv));
+        goto out_stop;
+    }
+    struct edge_api_opts ao = {
+        .conf = &conf, .self = self, .store = store, .follow = follow, .device = device};
     if ((rv = edge_api_start(&ao, &api)) != 0) {
         TVMW_LOG_ERROR("main", "cannot start HTTP on %s: %s", self->http_address,
                        tvmw_strerror(rv));
-        edge_follow_free(follow);
-        edge_store_close(store);
-        return 1;
+        goto out_stop;
     }
     TVMW_LOG_INFO("main", "edge %s serving on %s data_dir=%s", id, self->http_address, dir);
 
     int sig = 0;
     sigwait(&sigs, &sig);
     TVMW_LOG_INFO("main", "signal %d: stopping", sig);
+out_stop:
     /* The writer first; HTTP threads may read the follower's status and
-     * the store until edge_api_stop returns. */
+     * the store until edge_api_stop returns. The device API then hands its
+     * last batched writes to the journal, which keeps what it could not
+     * send for the next start. */
     edge_follow_stop(follow);
     edge_api_stop(api);
+    edge_device_free(device);
+    edge_journal_stop(journal);
     edge_follow_free(follow);
+    edge_journal_close(journal);
     edge_store_close(store);
     TVMW_LOG_INFO("main", "stopped");
-    return 0;
+    return rv == 0 ? 0 : 1;
 }

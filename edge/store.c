@@ -654,6 +654,40 @@ int edge_store_get(const struct edge_read *r, unsigned db, const void *key, size
     return 0;
 }
 
+int edge_store_scan(const struct edge_read *r, unsigned db, const void *prefix, size_t prefix_len,
+                    const void *from, size_t from_len, edge_store_scan_cb cb, void *arg)
+{
+    if (db < EDGE_DB_MIN || db > EDGE_DB_MAX || prefix_len > EDGE_MAX_KEY_BYTES) {
+        return TVMW_EMALFORMED;
+    }
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(r->txn, r->gen->dbi[db], &cur);
+    if (rc != 0) {
+        return err_from_mdb(rc);
+    }
+    MDB_val k = {.mv_size = prefix_len, .mv_data = (void *)prefix}, v;
+    if (from != NULL) {
+        k.mv_size = from_len;
+        k.mv_data = (void *)from;
+    }
+    MDB_cursor_op op = k.mv_size > 0 ? MDB_SET_RANGE : MDB_FIRST;
+    int rv = 0;
+    while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
+        op = MDB_NEXT;
+        if (k.mv_size < prefix_len || memcmp(k.mv_data, prefix, prefix_len) != 0) {
+            break;
+        }
+        if ((rv = cb(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size)) != 0) {
+            break;
+        }
+    }
+    mdb_cursor_close(cur);
+    if (rv == 0 && rc != 0 && rc != MDB_NOTFOUND) {
+        rv = err_from_mdb(rc);
+    }
+    return rv;
+}
+
 void edge_store_read_end(struct edge_store *s, struct edge_read *r)
 {
     if (r->txn != NULL) {

@@ -91,6 +91,14 @@ int edge_store_read_begin(struct edge_store *s, struct edge_read *r);
  * absent, TVMW_EMALFORMED for a bad db or key. */
 int edge_store_get(const struct edge_read *r, unsigned db, const void *key, size_t key_len,
                    const uint8_t **value, size_t *value_len);
+/* Calls cb for every record of db whose key starts with prefix (every
+ * record for an empty prefix), in key order, from the first key >= from
+ * (NULL: from the prefix); key and value are borrowed until read_end.
+ * Stops at the first non-zero return of cb and returns it. */
+typedef int (*edge_store_scan_cb)(void *arg, const uint8_t *key, size_t key_len,
+                                  const uint8_t *value, size_t value_len);
+int edge_store_scan(const struct edge_read *r, unsigned db, const void *prefix, size_t prefix_len,
+                    const void *from, size_t from_len, edge_store_scan_cb cb, void *arg);
 void edge_store_read_end(struct edge_store *s, struct edge_read *r);
 
 /* The key of the control plane's unique index `index` (e.g. "abonement")

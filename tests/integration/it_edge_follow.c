@@ -42,6 +42,7 @@
 #include "common/http.h"
 #include "it_billing.h"
 #include "it_cmocka.h"
+#include "it_edge.h"
 
 #define BASE_PORT  25000 /* cp HTTP 25001..3, raft 25101..3 */
 #define EDGE_ADDR  "127.0.0.1:25051"
@@ -59,176 +60,17 @@ static struct it_bl_client c1 = {.id = 1, .key = KEY1};
 
 /* ---- the edge process --------------------------------------------------------- */
 
-struct edge_proc {
-    pid_t pid;
-    char id[16];
-    char addr[IT_ADDR_MAX];
-    char config[IT_PATH_MAX];
-    char data_dir[IT_PATH_MAX];
-    char log_path[IT_PATH_MAX];
-};
-
-static struct edge_proc edge;
-
-static void edge_define(struct edge_proc *e, const char *dir, const char *config, const char *id,
-                        const char *addr)
-{
-    memset(e, 0, sizeof(*e));
-    it_fmt(e->id, sizeof(e->id), "%s", id);
-    it_fmt(e->addr, sizeof(e->addr), "%s", addr);
-    it_fmt(e->config, sizeof(e->config), "%s", config);
-    it_fmt(e->data_dir, sizeof(e->data_dir), "%s/edge-%s", dir, id);
-    it_fmt(e->log_path, sizeof(e->log_path), "%s/edge-%s.log", dir, id);
-}
-
-static void edge_start(struct edge_proc *e)
-{
-    const char *bin = getenv("TVMW_EDGE_BIN");
-    IT_ASSERT(bin != NULL, "TVMW_EDGE_BIN is not set");
-    IT_ASSERT(e->pid == 0, "edge already running");
-    const char *argv[12];
-    unsigned a = 0;
-    argv[a++] = bin;
-    argv[a++] = "--config";
-    argv[a++] = e->config;
-    argv[a++] = "--id";
-    argv[a++] = e->id;
-    argv[a++] = "--data-dir";
-    argv[a++] = e->data_dir;
-    const char *level = getenv("TVMW_IT_LOG_LEVEL");
-    if (level != NULL) {
-        argv[a++] = "--log-level";
-        argv[a++] = level;
-    }
-    argv[a] = NULL;
-    int fd = open(e->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    IT_ASSERT(fd >= 0, "open %s: %s", e->log_path, strerror(errno));
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    IT_ASSERT(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent) {
-            _exit(127);
-        }
-        dup2(fd, STDOUT_FILENO);
-        dup2(fd, STDERR_FILENO);
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    close(fd);
-    e->pid = pid;
-    fprintf(stderr, "edge %s started pid=%d\n", e->id, (int)pid);
-}
-
-/* SIGTERM and wait for a clean exit (status 0). */
-static void edge_stop(struct edge_proc *e)
-{
-    if (e->pid <= 0) {
-        return;
-    }
-    pid_t pid = e->pid;
-    e->pid = 0;
-    kill(pid, SIGTERM);
-    int status = 0;
-    for (int i = 0; i < 500; i++) {
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            IT_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                      "edge did not stop cleanly (status 0x%x)", status);
-            return;
-        }
-        it_sleep_ms(10);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    IT_ASSERT(false, "edge did not stop within 5 s of SIGTERM");
-}
-
-static void edge_kill(struct edge_proc *e)
-{
-    if (e->pid > 0) {
-        kill(e->pid, SIGKILL);
-        waitpid(e->pid, NULL, 0);
-        e->pid = 0;
-    }
-}
-
-static void edge_dump_log(const struct edge_proc *e)
-{
-    FILE *f = fopen(e->log_path, "r");
-    if (f == NULL) {
-        return;
-    }
-    fprintf(stderr, "---- edge %s log %s\n", e->id, e->log_path);
-    char line[2048];
-    while (fgets(line, sizeof(line), f) != NULL) {
-        fputs(line, stderr);
-    }
-    fprintf(stderr, "---- end of edge %s log\n", e->id);
-    fclose(f);
-}
-
-/* True if the edge's log holds `text`. */
-static bool edge_log_has(const struct edge_proc *e, const char *text)
-{
-    FILE *f = fopen(e->log_path, "r");
-    bool found = false;
-    char line[2048];
-    while (f != NULL && !found && fgets(line, sizeof(line), f) != NULL) {
-        found = strstr(line, text) != NULL;
-    }
-    if (f != NULL) {
-        fclose(f);
-    }
-    return found;
-}
-
-/* ---- edge requests --------------------------------------------------------------- */
-
-static void edge_get(const struct edge_proc *e, const char *path, struct it_resp *r)
-{
-    char url[256];
-    static const char *const auth[] = {"Authorization: Bearer " IT_TOKEN, NULL};
-    it_fmt(url, sizeof(url), "http://%s%s", e->addr, path);
-    it_http("GET", url, NULL, 0, auth, 3000, r);
-}
-
-/* GET /healthz: its status text into out ("" if no answer); returns the
- * HTTP status. */
-static long edge_health(const struct edge_proc *e, char *out, size_t len, struct it_resp *r)
-{
-    edge_get(e, "/healthz", r);
-    const char *s = it_resp_str(r, "status");
-    it_fmt(out, len, "%s", s ? s : "");
-    return r->status;
-}
-
-/* Polls /healthz until its status is `want`; false after timeout_ms. */
-static bool edge_wait_health(const struct edge_proc *e, const char *want, unsigned timeout_ms)
-{
-    uint64_t t0 = it_now_ms();
-    char st[32];
-    do {
-        struct it_resp r;
-        edge_health(e, st, sizeof(st), &r);
-        it_resp_close(&r);
-        if (strcmp(st, want) == 0) {
-            return true;
-        }
-        it_sleep_ms(50);
-    } while (it_now_ms() - t0 < timeout_ms);
-    return false;
-}
+static struct it_edge edge;
 
 /* The edge's debug read: HTTP status; *active from the record (-1 if none). */
-static long edge_account(const struct edge_proc *e, uint64_t client, const char *abonement,
+static long edge_account(const struct it_edge *e, uint64_t client, const char *abonement,
                          long long *active)
 {
     char path[256];
     struct it_resp r;
     it_fmt(path, sizeof(path), "/edge/v1/debug/account?client_id=%llu&abonement=%s",
            (unsigned long long)client, abonement);
-    edge_get(e, path, &r);
+    it_edge_get(e, path, &r);
     long status = r.status;
     const json_t *acc = json_object_get(r.json, "account");
     *active = json_is_integer(json_object_get(acc, "active"))
@@ -240,9 +82,8 @@ static long edge_account(const struct edge_proc *e, uint64_t client, const char 
 
 /* Waits until the account reads with `active` (or, for want_active -1,
  * until it is absent); returns the ms it took or -1 after timeout_ms. */
-static long long edge_wait_account(const struct edge_proc *e, uint64_t client,
-                                   const char *abonement, long long want_active,
-                                   unsigned timeout_ms)
+static long long edge_wait_account(const struct it_edge *e, uint64_t client, const char *abonement,
+                                   long long want_active, unsigned timeout_ms)
 {
     uint64_t t0 = it_now_ms();
     do {
@@ -254,37 +95,6 @@ static long long edge_wait_account(const struct edge_proc *e, uint64_t client,
         it_sleep_ms(10);
     } while (it_now_ms() - t0 < timeout_ms);
     return -1;
-}
-
-static double edge_metric(const struct edge_proc *e, const char *name)
-{
-    struct it_resp r;
-    edge_get(e, "/metrics", &r);
-    double v = -1;
-    size_t n = strlen(name);
-    for (const char *p = r.body; p != NULL && *p != '\0'; p = strchr(p, '\n'), p = p ? p + 1 : p) {
-        if (strncmp(p, name, n) == 0 && p[n] == ' ') {
-            v = strtod(p + n + 1, NULL);
-            break;
-        }
-    }
-    it_resp_close(&r);
-    return v;
-}
-
-/* Waits until metric `name` equals want (-1: equals metric `other`). */
-static bool edge_wait_metric(const struct edge_proc *e, const char *name, double want,
-                             const char *other, unsigned timeout_ms)
-{
-    uint64_t t0 = it_now_ms();
-    do {
-        double v = edge_metric(e, name);
-        if (v >= 0 && v == (other != NULL ? edge_metric(e, other) : want)) {
-            return true;
-        }
-        it_sleep_ms(20);
-    } while (it_now_ms() - t0 < timeout_ms);
-    return false;
 }
 
 /* ---- control plane ------------------------------------------------------------- */
@@ -350,10 +160,10 @@ static void test_follow_and_survive(void **state)
     it_resp_close(&r);
 
     /* A new edge: snapshot, then the feed. */
-    edge_define(&edge, cl->dir, cl->config_path, "e1", EDGE_ADDR);
-    edge_start(&edge);
-    IT_ASSERT(edge_wait_health(&edge, "ok", 10000), "the edge never reported ok");
-    IT_ASSERT(edge_wait_metric(&edge, "tvmw_edge_snapshots_total", 1, NULL, 2000),
+    it_edge_define(&edge, cl->dir, cl->config_path, "e1", EDGE_ADDR);
+    it_edge_start(&edge);
+    IT_ASSERT(it_edge_wait_health(&edge, "ok", 10000), "the edge never reported ok");
+    IT_ASSERT(it_edge_wait_metric(&edge, "tvmw_edge_snapshots_total", 1, NULL, 2000),
               "no snapshot loaded");
 
     /* A new account and its deactivation reach the edge within 1 s. */
@@ -372,17 +182,17 @@ static void test_follow_and_survive(void **state)
     IT_ASSERT(took >= 0 && took <= VISIBLE_MS, "deactivation visible after %lld ms", took);
     fprintf(stderr, "deactivation visible at the edge after %lld ms\n", took);
     IT_ASSERT(
-        edge_wait_metric(&edge, "tvmw_edge_applied_index", -1, "tvmw_edge_cp_last_index", 2000),
+        it_edge_wait_metric(&edge, "tvmw_edge_applied_index", -1, "tvmw_edge_cp_last_index", 2000),
         "applied index differs from the control plane's");
 
     /* The whole control plane down: the edge serves, and says it is stale. */
     it_cluster_kill_all(cl);
     uint64_t t_kill = it_now_ms();
-    IT_ASSERT(edge_wait_health(&edge, "stale", 15000), "the edge never said it was stale");
+    IT_ASSERT(it_edge_wait_health(&edge, "stale", 15000), "the edge never said it was stale");
     fprintf(stderr, "edge stale %llu ms after the control plane went down\n",
             (unsigned long long)(it_now_ms() - t_kill));
     char st[32];
-    edge_health(&edge, st, sizeof(st), &r);
+    it_edge_health(&edge, st, sizeof(st), &r);
     IT_ASSERT_STATUS(&r, 200);
     IT_ASSERT(json_is_true(json_object_get(r.json, "stale")), "stale flag: %s", r.body);
     IT_ASSERT(json_is_string(json_object_get(r.json, "last_error")), "no last_error: %s", r.body);
@@ -396,19 +206,19 @@ static void test_follow_and_survive(void **state)
     create_account("500101");
     took = edge_wait_account(&edge, 1, "500101", 1, 20000);
     IT_ASSERT(took >= 0, "the edge did not catch up after the control plane returned");
-    IT_ASSERT(edge_wait_health(&edge, "ok", 5000), "not ok after catching up");
+    IT_ASSERT(it_edge_wait_health(&edge, "ok", 5000), "not ok after catching up");
 
     /* Edge restarted while the control plane is down: its saved state. */
     it_cluster_kill_all(cl);
-    edge_stop(&edge);
-    edge_start(&edge);
-    IT_ASSERT(edge_wait_health(&edge, "stale", 5000), "restarted edge: not serving stale");
+    it_edge_stop(&edge);
+    it_edge_start(&edge);
+    IT_ASSERT(it_edge_wait_health(&edge, "stale", 5000), "restarted edge: not serving stale");
     IT_ASSERT(edge_account(&edge, 1, "500101", &active) == 200 && active == 1,
               "restarted edge lost its state");
-    IT_ASSERT(edge_metric(&edge, "tvmw_edge_snapshots_total") == 0, "snapshot from nowhere");
+    IT_ASSERT(it_edge_metric(&edge, "tvmw_edge_snapshots_total") == 0, "snapshot from nowhere");
 
     /* Away longer than the feed window: 410, then a fresh snapshot. */
-    edge_stop(&edge);
+    it_edge_stop(&edge);
     restart_cluster();
     billing(1, "account/deactivate", IT_KV("abonement", "500101"), NULL);
     for (int i = 0; i < 120; i++) {
@@ -416,14 +226,14 @@ static void test_follow_and_survive(void **state)
         it_fmt(name, sizeof(name), "filler-%d", i);
         billing((uint64_t)(1 + i % N_NODES), "customer/create", IT_KV("firstname", name), NULL);
     }
-    edge_start(&edge);
+    it_edge_start(&edge);
     took = edge_wait_account(&edge, 1, "500101", 0, 20000);
     IT_ASSERT(took >= 0, "the edge did not catch up past the feed window");
-    IT_ASSERT(edge_wait_metric(&edge, "tvmw_edge_snapshots_total", 1, NULL, 2000),
+    IT_ASSERT(it_edge_wait_metric(&edge, "tvmw_edge_snapshots_total", 1, NULL, 2000),
               "past the window the edge should load a snapshot");
-    IT_ASSERT(edge_log_has(&edge, "feed window: downloading a snapshot"), "no 410 in the log");
-    IT_ASSERT(edge_wait_health(&edge, "ok", 5000), "not ok after the snapshot");
-    edge_stop(&edge);
+    IT_ASSERT(it_edge_log_has(&edge, "feed window: downloading a snapshot"), "no 410 in the log");
+    IT_ASSERT(it_edge_wait_health(&edge, "ok", 5000), "not ok after the snapshot");
+    it_edge_stop(&edge);
     it_test_ok();
 }
 
@@ -529,7 +339,7 @@ static void fake_handle(void *ctx, struct tvmw_http_req *req)
 }
 
 static char fake_dir[IT_DIR_MAX];
-static struct edge_proc edge2;
+static struct it_edge edge2;
 static struct tvmw_http_server *fake;
 
 /* Waits until the refused-snapshot counter passes `above`; returns the
@@ -537,13 +347,13 @@ static struct tvmw_http_server *fake;
 static void wait_refusal(double above, const char *reason_part)
 {
     uint64_t t0 = it_now_ms();
-    while (edge_metric(&edge2, "tvmw_edge_snapshots_refused_total") <= above) {
+    while (it_edge_metric(&edge2, "tvmw_edge_snapshots_refused_total") <= above) {
         IT_ASSERT(it_now_ms() - t0 < 15000, "no snapshot refused");
         it_sleep_ms(50);
     }
     struct it_resp r;
     char st[32];
-    edge_health(&edge2, st, sizeof(st), &r);
+    it_edge_health(&edge2, st, sizeof(st), &r);
     const char *err = json_string_value(json_object_get(r.json, "last_error"));
     IT_ASSERT(err != NULL && strstr(err, reason_part) != NULL, "last_error %s, wanted \"%s\"",
               r.body, reason_part);
@@ -574,37 +384,39 @@ static void test_refuses_bad_snapshots(void **state)
     atomic_store(&fake_mode, FAKE_TRUNCATED);
     IT_ASSERT(tvmw_http_server_start(&hc, fake_handle, NULL, &fake) == 0, "fake node");
 
-    edge_define(&edge2, fake_dir, config, "e2", EDGE2_ADDR);
-    edge_start(&edge2);
+    it_edge_define(&edge2, fake_dir, config, "e2", EDGE2_ADDR);
+    it_edge_start(&edge2);
     wait_refusal(0, "truncated");
     struct it_resp r;
     char st[32];
-    IT_ASSERT(edge_health(&edge2, st, sizeof(st), &r) == 503 && strcmp(st, "no_state") == 0,
+    IT_ASSERT(it_edge_health(&edge2, st, sizeof(st), &r) == 503 && strcmp(st, "no_state") == 0,
               "without a state: %s", r.body);
     it_resp_close(&r);
 
     atomic_store(&fake_mode, FAKE_BAD_SUM);
-    wait_refusal(edge_metric(&edge2, "tvmw_edge_snapshots_refused_total"), "checksum");
+    wait_refusal(it_edge_metric(&edge2, "tvmw_edge_snapshots_refused_total"), "checksum");
 
     atomic_store(&fake_mode, FAKE_V10);
     IT_ASSERT(edge_wait_account(&edge2, 1, "777", 1, 15000) >= 0, "valid snapshot not loaded");
-    IT_ASSERT(edge_wait_metric(&edge2, "tvmw_edge_applied_index", 10, NULL, 2000), "applied index");
+    IT_ASSERT(it_edge_wait_metric(&edge2, "tvmw_edge_applied_index", 10, NULL, 2000),
+              "applied index");
 
     /* Past the window, a bad snapshot: refused, the state stays. */
-    double refused = edge_metric(&edge2, "tvmw_edge_snapshots_refused_total");
+    double refused = it_edge_metric(&edge2, "tvmw_edge_snapshots_refused_total");
     atomic_store(&fake_mode, FAKE_BAD_VERSION);
     wait_refusal(refused, "version");
     long long active;
     IT_ASSERT(edge_account(&edge2, 1, "777", &active) == 200 && active == 1,
               "the refused snapshot touched the state");
-    IT_ASSERT(edge_metric(&edge2, "tvmw_edge_applied_index") == 10, "applied index moved");
-    IT_ASSERT(edge_health(&edge2, st, sizeof(st), &r) == 200, "serving: %s", r.body);
+    IT_ASSERT(it_edge_metric(&edge2, "tvmw_edge_applied_index") == 10, "applied index moved");
+    IT_ASSERT(it_edge_health(&edge2, st, sizeof(st), &r) == 200, "serving: %s", r.body);
     it_resp_close(&r);
 
     atomic_store(&fake_mode, FAKE_V60);
     IT_ASSERT(edge_wait_account(&edge2, 1, "777", 0, 15000) >= 0, "newer snapshot not loaded");
-    IT_ASSERT(edge_wait_metric(&edge2, "tvmw_edge_applied_index", 60, NULL, 2000), "applied index");
-    edge_stop(&edge2);
+    IT_ASSERT(it_edge_wait_metric(&edge2, "tvmw_edge_applied_index", 60, NULL, 2000),
+              "applied index");
+    it_edge_stop(&edge2);
     it_test_ok();
 }
 
@@ -612,7 +424,7 @@ static void test_refuses_bad_snapshots(void **state)
 
 static const int stuck_node = 1, ahead_node = 2;
 static struct tvmw_http_server *stuck, *ahead;
-static struct edge_proc edge3;
+static struct it_edge edge3;
 
 static void lag_handle(void *ctx, struct tvmw_http_req *req)
 {
@@ -679,20 +491,21 @@ static void test_leaves_lagging_node(void **state)
     hc.address = AHEAD_ADDR;
     IT_ASSERT(tvmw_http_server_start(&hc, lag_handle, (void *)&ahead_node, &ahead) == 0, "ahead");
 
-    edge_define(&edge3, fake_dir, config, "e3", EDGE3_ADDR);
-    edge_start(&edge3);
+    it_edge_define(&edge3, fake_dir, config, "e3", EDGE3_ADDR);
+    it_edge_start(&edge3);
     IT_ASSERT(edge_wait_account(&edge3, 1, "777", 1, 10000) >= 0, "snapshot not loaded");
-    IT_ASSERT(edge_wait_metric(&edge3, "tvmw_edge_following_node_id", 1, NULL, 2000),
+    IT_ASSERT(it_edge_wait_metric(&edge3, "tvmw_edge_following_node_id", 1, NULL, 2000),
               "the edge should start in its own datacenter");
     uint64_t t0 = it_now_ms();
     long long took = edge_wait_account(&edge3, 1, "777", 0, 30000);
     IT_ASSERT(took >= 0, "the edge stayed on the node that fell behind");
     fprintf(stderr, "left the lagging node after %llu ms\n",
             (unsigned long long)(it_now_ms() - t0));
-    IT_ASSERT(edge_wait_metric(&edge3, "tvmw_edge_applied_index", 20, NULL, 2000), "applied index");
-    IT_ASSERT(edge_metric(&edge3, "tvmw_edge_following_node_id") == 2, "following");
-    IT_ASSERT(edge_log_has(&edge3, "is behind (last_index 10) while node=2"), "no log line");
-    edge_stop(&edge3);
+    IT_ASSERT(it_edge_wait_metric(&edge3, "tvmw_edge_applied_index", 20, NULL, 2000),
+              "applied index");
+    IT_ASSERT(it_edge_metric(&edge3, "tvmw_edge_following_node_id") == 2, "following");
+    IT_ASSERT(it_edge_log_has(&edge3, "is behind (last_index 10) while node=2"), "no log line");
+    it_edge_stop(&edge3);
     it_test_ok();
 }
 
@@ -700,9 +513,9 @@ static int teardown_lag(void **state)
 {
     bool failed = !it_current_ok;
     it_test_teardown(state);
-    edge_kill(&edge3);
+    it_edge_kill(&edge3);
     if (failed) {
-        edge_dump_log(&edge3);
+        it_edge_dump_log(&edge3);
         fprintf(stderr, "kept %s\n", fake_dir);
     } else if (fake_dir[0] != '\0') {
         char cmd[IT_DIR_MAX + 16];
@@ -721,9 +534,9 @@ static int teardown_follow(void **state)
 {
     bool failed = !it_current_ok;
     it_test_teardown(state);
-    edge_kill(&edge);
+    it_edge_kill(&edge);
     if (failed) {
-        edge_dump_log(&edge);
+        it_edge_dump_log(&edge);
     }
     it_group_done(cl);
     it_cluster_free(cl);
@@ -735,9 +548,9 @@ static int teardown_fake(void **state)
 {
     bool failed = !it_current_ok;
     it_test_teardown(state);
-    edge_kill(&edge2);
+    it_edge_kill(&edge2);
     if (failed) {
-        edge_dump_log(&edge2);
+        it_edge_dump_log(&edge2);
         fprintf(stderr, "kept %s\n", fake_dir);
     } else if (fake_dir[0] != '\0') {
         char cmd[IT_DIR_MAX + 16];

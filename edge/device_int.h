@@ -1,0 +1,95 @@
+/*
+ * Private to the device API (device.c, dchannels.c): the request context
+ * and the state readers both use.
+ */
+#ifndef TVMW_EDGE_DEVICE_INT_H
+#define TVMW_EDGE_DEVICE_INT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "edge/dauth.h"
+#include "edge/device.h"
+#include "edge/dout.h"
+#include "edge/dreq.h"
+#include "edge/store.h"
+
+/* Error codes shared by session-bound calls (§1.2). */
+#define DE_OK          0
+#define DE_NO_SESSION  403
+#define DE_NOT_FOUND   404
+#define DE_MAX_TARIFFS 64
+
+struct edge_device {
+    const struct tvmw_config *conf;
+    const struct tvmw_edge_conf *self;
+    struct edge_store *store;
+    struct edge_follow *follow;
+    struct edge_journal *journal;
+    atomic_uint_fast64_t logins_ok, logins_refused, journal_failed, sessions_refused;
+    struct last_seen *seen;
+    struct recent *recent;   /* sessions opened or ended here lately */
+    atomic_bool registering; /* an account/register call is waiting */
+};
+
+struct dctx {
+    struct edge_device *dev;
+    struct tvmw_http_req *http;
+    struct dreq q;
+    struct edge_read r;
+    struct dout o;
+    bool xml;
+    const char *device; /* never NULL */
+    uint64_t now_ms;
+    uint64_t client_id;
+    json_t *client; /* client record, once known */
+    /* the session (session-bound calls) */
+    struct edge_authkey ak;
+    uint64_t account_id;
+    json_t *account;
+    bool have_session; /* a valid session (account/status may run without) */
+    bool deactivated;  /* a session ended by the account's deactivation */
+    char authkey[EDGE_AUTHKEY_LEN + 1];
+    /* the answer */
+    unsigned status;                        /* HTTP status: 200, or 302 with location */
+    char *location;                         /* malloc'd */
+    char cookie[2][EDGE_AUTHKEY_LEN + 160]; /* Set-Cookie values, "" if none */
+};
+
+/* ---- state readers (all within c->r) ---- */
+
+/* A record of db by be64 id; NULL if absent or unparsable. New reference. */
+json_t *dm_get(struct dctx *c, unsigned db, uint64_t id);
+/* As dm_get, and NULL unless its "client_id" is the request's client. */
+json_t *dm_get_own(struct dctx *c, unsigned db, uint64_t id);
+/* The id a unique index maps a value to (0 if none). */
+uint64_t dm_uniq(struct dctx *c, const char *index, const char *value);
+/* The `to` ids of relation name from `from`, ascending, at most max. */
+size_t dm_rel(struct dctx *c, const char *name, uint64_t from, uint64_t *ids, size_t max);
+size_t dm_rel_count(struct dctx *c, const char *name, uint64_t from);
+bool dm_rel_has(struct dctx *c, const char *name, uint64_t from, uint64_t to);
+/* The tariffs of the session's account (its own and its customer's). */
+size_t dm_account_tariffs(struct dctx *c, uint64_t *ids, size_t max);
+
+/* ---- record fields ---- */
+int64_t rec_int(const json_t *o, const char *name, int64_t def);
+const char *rec_str(const json_t *o, const char *name); /* "" if absent */
+
+/* The request's caller address (X-Real-IP is not trusted: the edge is the
+ * first hop for devices). */
+const char *dctx_ip(struct dctx *c);
+
+/* Writes error/error_message for an application error. */
+void dctx_fail(struct dctx *c, int code, const char *message);
+
+/* ---- handlers in dchannels.c ---- */
+void dh_channel_list(struct dctx *c);
+void dh_category_list(struct dctx *c);
+void dh_program_list(struct dctx *c);
+void dh_channel_url(struct dctx *c);
+void dh_program_url(struct dctx *c);
+
+#endif
