@@ -264,6 +264,34 @@ static int parse_epg(json_t *sec, struct tvmw_config *c, char *err, size_t err_l
                    err_len);
 }
 
+/* "stream_auth": the edge's stream-token check (edge/tokencheck.h). */
+static int parse_stream_auth(json_t *sec, struct tvmw_config *c, char *err, size_t err_len)
+{
+    static const char *const keys[] = {"skew_s", "auth_duration_s", "session_accounts",
+                                       "log_denies_per_s", NULL};
+    uint64_t skew = c->stream_auth.skew_s, dur = c->stream_auth.auth_duration_s;
+    uint64_t accounts = c->stream_auth.session_accounts, logs = c->stream_auth.log_denies_per_s;
+    int rv;
+    if (sec == NULL) {
+        return 0;
+    }
+    if (!json_is_object(sec)) {
+        return fail(err, err_len, "\"stream_auth\" must be an object");
+    }
+    if ((rv = check_keys(sec, keys, "stream_auth", err, err_len)) != 0 ||
+        (rv = get_uint(sec, "skew_s", 0, 3600, &skew, err, err_len)) != 0 ||
+        (rv = get_uint(sec, "auth_duration_s", 10, 86400, &dur, err, err_len)) != 0 ||
+        (rv = get_uint(sec, "session_accounts", 64, 1u << 26, &accounts, err, err_len)) != 0 ||
+        (rv = get_uint(sec, "log_denies_per_s", 0, 100000, &logs, err, err_len)) != 0) {
+        return rv;
+    }
+    c->stream_auth.skew_s = (unsigned)skew;
+    c->stream_auth.auth_duration_s = (unsigned)dur;
+    c->stream_auth.session_accounts = (unsigned)accounts;
+    c->stream_auth.log_denies_per_s = (unsigned)logs;
+    return 0;
+}
+
 static void set_defaults(struct tvmw_config *c)
 {
     memset(c, 0, sizeof(*c));
@@ -289,6 +317,10 @@ static void set_defaults(struct tvmw_config *c)
     c->epg.max_programmes = 4000000;
     c->epg.fetch_timeout_s = 900;
     c->journal.max_writes = 100000;
+    c->stream_auth.skew_s = 30;
+    c->stream_auth.auth_duration_s = 60;
+    c->stream_auth.session_accounts = 65536;
+    c->stream_auth.log_denies_per_s = 20;
     c->probe.interval_ms = 5000;
     c->probe.timeout_ms = 2000;
     c->probe.down_after = 1; /* edges route around a dead service within one period */
@@ -298,9 +330,9 @@ static void set_defaults(struct tvmw_config *c)
 int tvmw_config_parse(const char *text, size_t len, struct tvmw_config *c, char *err,
                       size_t err_len)
 {
-    static const char *const top[] = {"cluster_name", "admin_token", "data_root", "raft",  "http",
-                                      "state",        "billing",     "nodes",     "edges", "probe",
-                                      "epg",          "journal",     NULL};
+    static const char *const top[] = {
+        "cluster_name", "admin_token", "data_root", "raft", "http",    "state",       "billing",
+        "nodes",        "edges",       "probe",     "epg",  "journal", "stream_auth", NULL};
     static const char *const raft_keys[] = {"election_timeout_ms",
                                             "heartbeat_timeout_ms",
                                             "snapshot_threshold",
@@ -412,6 +444,9 @@ int tvmw_config_parse(const char *text, size_t len, struct tvmw_config *c, char 
         goto out;
     }
     if ((rv = parse_journal(json_object_get(root, "journal"), c, err, err_len)) != 0) {
+        goto out;
+    }
+    if ((rv = parse_stream_auth(json_object_get(root, "stream_auth"), c, err, err_len)) != 0) {
         goto out;
     }
     if ((rv = parse_epg(json_object_get(root, "epg"), c, err, err_len)) != 0) {

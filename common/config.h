@@ -65,6 +65,12 @@ struct tvmw_config {
         unsigned max_writes; /* edge: device writes kept for the control plane at most */
     } journal;
     struct {
+        unsigned skew_s;           /* edge: a token is good this long past its expiry */
+        unsigned auth_duration_s;  /* edge: X-AuthDuration when the client sets none */
+        unsigned session_accounts; /* edge: accounts whose playback sessions are counted */
+        unsigned log_denies_per_s; /* edge: deny log lines per second per thread */
+    } stream_auth;
+    struct {
         unsigned check_interval_ms; /* leader: scheduled URL imports and expiry; 0 = off */
         unsigned expire_days;       /* programmes that began longer ago go; 0 = never */
         uint64_t max_file_bytes;    /* an uploaded or downloaded XMLTV file (gzip or not) */
