@@ -42,6 +42,9 @@ struct tvmw_http_server {
     bool (*spool_match)(const char *method, const char *path);
     char spool_dir[512];
     uint64_t spool_max;
+    bool (*fast_match)(const char *uri);
+    bool (*fast_handler)(void *fast_ctx, struct MHD_Connection *conn, const char *method);
+    void *fast_ctx;
     pthread_mutex_t mu; /* guards stats, n_stats */
     struct route_stat stats[MAX_ROUTES];
     unsigned n_stats;
@@ -227,11 +230,18 @@ const char *tvmw_http_raw_query(struct tvmw_http_req *req)
     return req->raw_query;
 }
 
+/* The *req_cls of a fast-route request: no state of its own, only where it
+ * is between MHD's calls (headers seen / being answered). */
+static char fast_headers, fast_body;
+
 /* MHD calls this with the whole URI before parsing it; its return value is
  * the first *req_cls, which is how the raw query string is kept. */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     struct tvmw_http_server *s = cls;
+    if (s->fast_match != NULL && s->fast_match(uri)) {
+        return &fast_headers;
+    }
     struct tvmw_http_req *req = calloc(1, sizeof(*req));
     if (req == NULL) {
         return NULL;
@@ -266,6 +276,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     (void)c;
     (void)toe;
     struct tvmw_http_req *req = *req_cls;
+    if (*req_cls == &fast_headers || *req_cls == &fast_body) {
+        *req_cls = NULL;
+        return;
+    }
     if (req != NULL) {
         if (req->answered) {
             count_request(cls, req->route, req->status);
@@ -330,6 +344,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     struct tvmw_http_req *req = *req_cls;
     if (req == NULL) {
         return MHD_NO; /* on_uri could not allocate */
+    }
+    if (*req_cls == &fast_headers) {
+        *req_cls = &fast_body; /* first call: answer on the next one */
+        return MHD_YES;
+    }
+    if (*req_cls == &fast_body) {
+        if (*upload_data_size > 0) {
+            *upload_data_size = 0; /* nothing on the fast route takes a body */
+            return MHD_YES;
+        }
+        return s->fast_handler(s->fast_ctx, conn, method) ? MHD_YES : MHD_NO;
     }
     if (req->method == NULL) {
         /* First call, headers only: answering now would cost keep-alive. */
@@ -407,6 +432,9 @@ int tvmw_http_server_start(const struct tvmw_http_server_conf *conf, tvmw_http_h
     s->max_body = conf->max_body_bytes;
     s->spool_match = conf->spool_match;
     s->spool_max = conf->spool_max_bytes;
+    s->fast_match = conf->fast_handler != NULL ? conf->fast_match : NULL;
+    s->fast_handler = conf->fast_handler;
+    s->fast_ctx = conf->fast_ctx;
     snprintf(s->spool_dir, sizeof(s->spool_dir), "%s", conf->spool_dir ? conf->spool_dir : "/tmp");
     pthread_mutex_init(&s->mu, NULL);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;

@@ -60,6 +60,18 @@ struct tvmw_http_server_conf {
     bool (*spool_match)(const char *method, const char *path);
     const char *spool_dir;
     uint64_t spool_max_bytes;
+    /* Optional fast route for one hot endpoint (the edge's stream-token
+     * check): requests whose request-target fast_match() accepts (called
+     * with the raw URI, query included, before anything is allocated)
+     * bypass the wrapper: no per-request allocation, no shared route
+     * counters, no body kept (one is read and dropped). fast_handler runs
+     * on the connection's thread once the request is complete (never on
+     * the first MHD call, see the file comment of http.c), queues one
+     * answer with MHD_queue_response and returns true, or returns false
+     * to have the connection closed. */
+    bool (*fast_match)(const char *uri);
+    bool (*fast_handler)(void *fast_ctx, struct MHD_Connection *conn, const char *method);
+    void *fast_ctx;
 };
 
 int tvmw_http_server_start(const struct tvmw_http_server_conf *conf, tvmw_http_handler_cb handler,
