@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,8 +38,9 @@
 #include "common/metrics.h"
 #include "edge/feed.h"
 #include "edge/proto.h"
+#include "edge/tcindex.h"
 
-#define STORE_FORMAT     1
+#define STORE_FORMAT     2     /* 2: the token check's index (tcindex.h) */
 #define LOAD_TXN_RECORDS 50000 /* records per write txn while loading a snapshot */
 #define PATH_LEN         600
 
@@ -65,6 +67,7 @@ struct edge_store_gen {
     MDB_env *env;
     MDB_dbi meta;
     MDB_dbi dbi[EDGE_DB_MAX + 1]; /* [0] unused */
+    MDB_dbi tcx[EDGE_TCX_N];      /* the token check's index */
     unsigned refs;                /* guarded by the store's mu */
 };
 
@@ -78,6 +81,10 @@ struct edge_store {
     pthread_mutex_t mu;         /* guards cur and every gen's refs */
     struct edge_store_gen *cur; /* NULL: no state; written by the writer thread only */
     uint64_t applied_index;     /* writer thread only */
+    /* Bumped after every change of cur (sticky readers reopen) and after
+     * every commit that changed db 13 (key rings reload). */
+    _Atomic uint64_t swap_seq;
+    _Atomic uint64_t keys_seq;
 };
 
 struct edge_store_load {
@@ -204,7 +211,7 @@ static int gen_open(const char *dir, size_t map_size_mb, bool create, struct edg
         return err_from_mdb(rc);
     }
     mdb_env_set_mapsize(g->env, map_size_mb << 20);
-    mdb_env_set_maxdbs(g->env, EDGE_DB_MAX + 2);
+    mdb_env_set_maxdbs(g->env, EDGE_DB_MAX + 2 + EDGE_TCX_N);
     /* NOSYNC: rebuildable state (store.h). NOTLS: HTTP threads' reads are
      * not tied to thread-local reader slots. */
     if ((rc = mdb_env_open(g->env, dir, MDB_NOSYNC | MDB_NOTLS, 0600)) != 0) {
@@ -219,6 +226,11 @@ static int gen_open(const char *dir, size_t map_size_mb, bool create, struct edg
     }
     for (unsigned db = EDGE_DB_MIN; db <= EDGE_DB_MAX; db++) {
         if ((rc = mdb_dbi_open(txn, db_names[db], flags, &g->dbi[db])) != 0) {
+            goto err_abort;
+        }
+    }
+    for (unsigned x = 0; x < EDGE_TCX_N; x++) {
+        if ((rc = mdb_dbi_open(txn, edge_tcx_names[x], flags, &g->tcx[x])) != 0) {
             goto err_abort;
         }
     }
@@ -458,6 +470,10 @@ int edge_store_load_put(void *load, unsigned db, const uint8_t *key, size_t key_
     if (rc != 0) {
         return err_from_mdb(rc);
     }
+    int rv = edge_tcx_update(l->txn, l->gen->tcx, db, key, key_len, value, value_len, true);
+    if (rv != 0) {
+        return rv;
+    }
     if (++l->in_txn >= LOAD_TXN_RECORDS) {
         /* The new environment is invisible until the swap: committing in
          * steps bounds the dirty pages of one transaction. */
@@ -547,6 +563,8 @@ int edge_store_load_commit(struct edge_store_load *l, uint64_t index)
     struct edge_store_gen *old = s->cur;
     s->cur = g;
     s->applied_index = index;
+    atomic_fetch_add(&s->swap_seq, 1);
+    atomic_fetch_add(&s->keys_seq, 1);
     pthread_mutex_unlock(&s->mu);
     if (old != NULL) {
         remove_dir(old_at_new ? s->new_path : s->old_path);
@@ -578,6 +596,7 @@ int edge_store_apply(struct edge_store *s, const struct edge_change *changes, si
     if ((rc = mdb_txn_begin(g->env, NULL, 0, &txn)) != 0) {
         return err_from_mdb(rc);
     }
+    bool keys = false;
     for (size_t i = 0; i < n && rv == 0; i++) {
         const struct edge_change *c = &changes[i];
         if (c->db < EDGE_DB_MIN || c->db > EDGE_DB_MAX || c->key_len == 0 ||
@@ -594,6 +613,12 @@ int edge_store_apply(struct edge_store *s, const struct edge_change *changes, si
             rc = mdb_put(txn, g->dbi[c->db], &k, &v, 0);
         }
         rv = err_from_mdb(rc);
+        if (rv == 0) {
+            /* The token check's index, in the same transaction. */
+            rv = edge_tcx_update(txn, g->tcx, c->db, c->key, c->key_len, c->del ? NULL : c->value,
+                                 c->value_len, false);
+            keys = keys || edge_tcx_is_keys(c->db);
+        }
     }
     if (rv == 0 && (rc = put_meta_u64(txn, g->meta, "applied_index", applied_index)) != 0) {
         rv = err_from_mdb(rc);
@@ -606,6 +631,9 @@ int edge_store_apply(struct edge_store *s, const struct edge_change *changes, si
         return err_from_mdb(rc);
     }
     s->applied_index = applied_index;
+    if (keys) {
+        atomic_fetch_add(&s->keys_seq, 1);
+    }
     return 0;
 }
 
@@ -698,6 +726,66 @@ void edge_store_read_end(struct edge_store *s, struct edge_read *r)
         gen_unref(s, r->gen);
         r->gen = NULL;
     }
+}
+
+/* ---- sticky readers ------------------------------------------------------------- */
+
+int edge_store_sticky_begin(struct edge_store *s, struct edge_sticky *k)
+{
+    uint64_t seq = atomic_load_explicit(&s->swap_seq, memory_order_acquire);
+    if (k->r.txn != NULL && k->seq == seq) {
+        /* Same environment: take the newest committed state. LMDB keeps
+         * the reader slot of a reset MDB_NOTLS transaction, so a renew
+         * neither locks nor allocates. */
+        int rc = mdb_txn_renew(k->r.txn);
+        if (rc == 0 && (rc = mdb_cursor_renew(k->r.txn, k->rel_cur)) == 0) {
+            return 0;
+        }
+        edge_store_sticky_close(s, k);
+        return err_from_mdb(rc);
+    }
+    /* First use, or the store swapped in a snapshot: pin the current
+     * generation (its lock is taken here only, once per swap). */
+    edge_store_sticky_close(s, k);
+    int rv = edge_store_read_begin(s, &k->r);
+    if (rv != 0) {
+        return rv;
+    }
+    k->seq = seq;
+    for (unsigned x = 0; x < EDGE_TCX_N; x++) {
+        k->tcx[x] = k->r.gen->tcx[x];
+    }
+    k->rel = k->r.gen->dbi[EDGE_DB_REL];
+    int rc = mdb_cursor_open(k->r.txn, k->rel, &k->rel_cur);
+    if (rc != 0) {
+        k->rel_cur = NULL;
+        edge_store_sticky_close(s, k);
+        return err_from_mdb(rc);
+    }
+    return 0;
+}
+
+void edge_store_sticky_end(struct edge_sticky *k)
+{
+    if (k->r.txn != NULL) {
+        mdb_txn_reset(k->r.txn);
+    }
+}
+
+void edge_store_sticky_close(struct edge_store *s, struct edge_sticky *k)
+{
+    if (k->rel_cur != NULL) {
+        mdb_cursor_close(k->rel_cur); /* before its environment may close */
+        k->rel_cur = NULL;
+    }
+    if (k->r.txn != NULL || k->r.gen != NULL) {
+        edge_store_read_end(s, &k->r);
+    }
+}
+
+uint64_t edge_store_keys_seq(const struct edge_store *s)
+{
+    return atomic_load_explicit(&s->keys_seq, memory_order_acquire);
 }
 
 /* ---- keys ------------------------------------------------------------------------ */

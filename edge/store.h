@@ -36,6 +36,8 @@
 
 #include <lmdb.h>
 
+#include "edge/tcindex.h"
+
 struct edge_change;
 struct edge_store;
 struct edge_store_gen; /* one environment; private */
@@ -100,6 +102,35 @@ typedef int (*edge_store_scan_cb)(void *arg, const uint8_t *key, size_t key_len,
 int edge_store_scan(const struct edge_read *r, unsigned db, const void *prefix, size_t prefix_len,
                     const void *from, size_t from_len, edge_store_scan_cb cb, void *arg);
 void edge_store_read_end(struct edge_store *s, struct edge_read *r);
+
+/* ---- sticky readers (the token check's hot path) -------------------------- */
+
+/* A read transaction one thread keeps between reads: reset after each use
+ * and renewed before the next, so a read takes neither a lock nor an
+ * allocation. Only when the store swapped in a snapshot does the next
+ * begin drop the old environment and pin the new one (under the store's
+ * lock, once per swap). A thread that stops reading keeps its last
+ * environment (and, after a swap, that environment's unlinked files)
+ * until it reads again or closes. One per thread; zero-initialise. */
+struct edge_sticky {
+    struct edge_read r;      /* r.applied_index is not maintained */
+    uint64_t seq;            /* the store's swap count r.gen belongs to */
+    MDB_dbi tcx[EDGE_TCX_N]; /* the token check's index (tcindex.h), of r.gen */
+    MDB_dbi rel;             /* db 11 of r.gen */
+    MDB_cursor *rel_cur;     /* on rel, renewed with the transaction */
+};
+
+/* Makes k->r a read of the newest committed state. TVMW_ENOTFOUND if the
+ * store has no state, TVMW_ESTORE if LMDB failed. End every successful
+ * begin with sticky_end. */
+int edge_store_sticky_begin(struct edge_store *s, struct edge_sticky *k);
+/* Releases the snapshot (mdb_txn_reset); keeps the transaction. */
+void edge_store_sticky_end(struct edge_sticky *k);
+/* Aborts the transaction and unpins the environment; k may be reused. */
+void edge_store_sticky_close(struct edge_store *s, struct edge_sticky *k);
+/* Changes whenever the signing keys (db 13) may have changed. Any thread,
+ * lock-free. */
+uint64_t edge_store_keys_seq(const struct edge_store *s);
 
 /* The key of the control plane's unique index `index` (e.g. "abonement")
  * for a value of one client: "<index>/<client>/<value>", or

@@ -1,0 +1,107 @@
+/*
+ * The token check's derived index (issue 6, hot path): binary copies of
+ * the few fields of the projected JSON records that a stream-token check
+ * needs, kept in extra databases of the same LMDB environment as the
+ * projection and written in the same transaction as the change they
+ * derive from (edge_store_apply, edge_store_load_put). A reader therefore
+ * sees the index and the projection at the same applied index, and a check
+ * reads fixed-layout values instead of parsing JSON.
+ *
+ *   x_acc     be64 account -> account: client, customer, active,
+ *             multi-login, logout cut-off, deactivation date
+ *   x_chan    be64 channel -> channel: client, enabled, stream name
+ *   x_client  be64 client  -> stream settings of the client
+ *   x_keys    be64 kid     -> signing key: state and raw secret
+ *
+ * Entitlement needs no index: the relation database (db 11) is already
+ * binary ("acc_tar/" be64 account be64 tariff, "tar_chan/" ...).
+ *
+ * Values are little-endian, version byte first; decoders check version and
+ * length and return TVMW_ECORRUPT otherwise. A record that does not parse
+ * (never expected: the control plane wrote it) drops its index entry, so
+ * the check denies rather than trusting half a record.
+ */
+#ifndef TVMW_EDGE_TCINDEX_H
+#define TVMW_EDGE_TCINDEX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lmdb.h>
+
+#include "edge/proto.h"
+
+enum edge_tcx {
+    EDGE_TCX_ACC = 0,
+    EDGE_TCX_CHAN = 1,
+    EDGE_TCX_CLIENT = 2,
+    EDGE_TCX_KEYS = 3,
+};
+#define EDGE_TCX_N 4
+
+/* LMDB database names of the index, by enum edge_tcx. */
+extern const char *const edge_tcx_names[EDGE_TCX_N];
+
+#define EDGE_TCX_STREAM_MAX   255 /* a channel's stream_name (catalog.c limit) */
+#define EDGE_TCX_SECRET_MAX   64
+#define EDGE_TOKEN_TTL_S_DEF  86400 /* client setting stream_token_ttl_s (dchannels.c) */
+#define EDGE_MAX_SESSIONS_DEF 10    /* client setting stream_max_sessions */
+
+/* True if changes to projected database db feed the index. */
+bool edge_tcx_wants(unsigned db);
+
+/* Writes (or, for value NULL, deletes) the index entry derived from the
+ * record (db, key) in txn; a db the index does not follow is a no-op.
+ * append: the snapshot load's key order (MDB_APPEND, falling back to a
+ * plain put). Returns 0, or TVMW_ESTORE if LMDB failed (the caller aborts
+ * its transaction). Writer thread only. */
+int edge_tcx_update(MDB_txn *txn, const MDB_dbi dbi[EDGE_TCX_N], unsigned db, const uint8_t *key,
+                    size_t key_len, const uint8_t *value, size_t value_len, bool append);
+
+/* True for a write to db 13 (signing keys): readers reload their key rings. */
+static inline bool edge_tcx_is_keys(unsigned db)
+{
+    return db == EDGE_DB_KEYS;
+}
+
+/* ---- decoded values (readers; no allocation) ---- */
+
+struct edge_tcx_account {
+    uint64_t client;
+    uint64_t customer;
+    uint64_t logout_before_ms; /* tokens issued before are revoked; 0: none */
+    uint64_t deactivate_s;     /* deactivation_date 00:00 UTC; 0: none */
+    bool active;
+    bool multi_login; /* allow_multiple_login: no session limits */
+};
+
+struct edge_tcx_channel {
+    uint64_t client;
+    bool enabled;
+    const uint8_t *stream; /* borrowed from the value; "" when unset */
+    size_t stream_len;
+};
+
+struct edge_tcx_client {
+    uint32_t token_ttl_s;     /* stream_token_ttl_s */
+    uint32_t max_sessions;    /* stream_max_sessions: X-Max-Sessions; 0 = none */
+    uint32_t auth_duration_s; /* stream_auth_duration_s; 0 = the edge's default */
+    bool session_limit;       /* stream_session_limit: the edge enforces max_sessions */
+};
+
+struct edge_tcx_key {
+    uint16_t kid;
+    bool active;
+    const uint8_t *secret; /* borrowed from the value */
+    unsigned secret_len;
+};
+
+int edge_tcx_account_decode(const uint8_t *v, size_t len, struct edge_tcx_account *out);
+int edge_tcx_channel_decode(const uint8_t *v, size_t len, struct edge_tcx_channel *out);
+int edge_tcx_client_decode(const uint8_t *v, size_t len, struct edge_tcx_client *out);
+/* key: the 8-byte be64 kid key of x_keys. */
+int edge_tcx_key_decode(const uint8_t *key, size_t key_len, const uint8_t *v, size_t len,
+                        struct edge_tcx_key *out);
+
+#endif
