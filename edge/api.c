@@ -21,6 +21,7 @@
 #include "edge/follow.h"
 #include "edge/proto.h"
 #include "edge/store.h"
+#include "edge/tokencheck.h"
 
 #define ABONEMENT_MAX_BYTES 256
 
@@ -30,6 +31,7 @@ struct edge_api {
     struct edge_store *store;
     struct edge_follow *follow;
     struct edge_device *device;
+    struct edge_tokencheck *tokencheck; /* the streamers' token check (fast route) */
     /* Set once tvmw_http_server_start returned, by which time requests
      * may already run: atomic, and NULL until then. */
     _Atomic(struct tvmw_http_server *) http;
@@ -106,6 +108,7 @@ static void metrics(struct edge_api *api, struct tvmw_http_req *req)
     if (api->device != NULL) {
         edge_device_metrics(api->device, &b);
     }
+    edge_tokencheck_metrics(api->tokencheck, &b);
     struct tvmw_http_server *http = atomic_load(&api->http);
     if (http != NULL) {
         tvmw_http_server_metrics(http, "tvmw_edge", &b);
@@ -262,16 +265,28 @@ int edge_api_start(const struct edge_api_opts *opts, struct edge_api **out)
     api->store = opts->store;
     api->follow = opts->follow;
     api->device = opts->device;
+    struct edge_tokencheck_opts to = {.conf = opts->conf, .store = opts->store};
+    int rv = edge_tokencheck_new(&to, &api->tokencheck);
+    if (rv != 0) {
+        free(api);
+        return rv;
+    }
     struct tvmw_http_server_conf hc = {
         .address = opts->self->http_address,
         .max_body_bytes = 256 * 1024, /* device API forms (channels_sort) */
         .max_connections = opts->conf->http.max_connections,
         .thread_per_connection = false,
         .threads = opts->threads ? opts->threads : 2,
+        /* The token check is routed before everything else, on the
+         * wrapper's allocation-free fast route (tokencheck.h). */
+        .fast_match = edge_tokencheck_match,
+        .fast_handler = edge_tokencheck_serve,
+        .fast_ctx = api->tokencheck,
     };
     struct tvmw_http_server *http;
-    int rv = tvmw_http_server_start(&hc, handle, api, &http);
+    rv = tvmw_http_server_start(&hc, handle, api, &http);
     if (rv != 0) {
+        edge_tokencheck_free(api->tokencheck);
         free(api);
         return rv;
     }
@@ -286,5 +301,6 @@ void edge_api_stop(struct edge_api *api)
         return;
     }
     tvmw_http_server_stop(atomic_load(&api->http));
+    edge_tokencheck_free(api->tokencheck); /* its read transactions, before the store closes */
     free(api);
 }
