@@ -10,6 +10,7 @@ PACKAGES=(
   libcmocka-dev python3 curl lmdb-utils
   iproute2 nftables iptables faketime procps
   wrk
+  clang nginx # libFuzzer for tests/fuzz; the token-check benchmark's baseline
 )
 
 missing=()
