@@ -340,6 +340,7 @@ struct parser {
     bool in_episode_ns; /* which episode-num system is open */
     bool seen_root;
     int xml_error; /* first error from libxml2 */
+    int xml_code;  /* its xmlParserErrors code */
     char xml_why[200];
     int rv; /* a callback's non-zero return, or our error */
     char why[200];
@@ -379,6 +380,7 @@ static void on_xml_error(void *arg, xmlErrorPtr e)
     }
     snprintf(p->xml_why, sizeof(p->xml_why), "line %d: %s", e->line, msg);
     p->xml_error = 1;
+    p->xml_code = e->code;
 }
 
 static void skip(struct parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -667,9 +669,8 @@ static void run(struct parser *p)
             break;
         }
     }
-    if (p->rv == 0 && rc != 0 && !p->seen_root) {
-        parse_fail(p, TVMW_EMALFORMED, "not an XML document (%s)",
-                   p->xml_error ? p->xml_why : "no element");
+    if (p->rv == 0 && rc != 0 && !p->seen_root && p->xml_code == XML_ERR_DOCUMENT_EMPTY) {
+        parse_fail(p, TVMW_EMALFORMED, "not an XML document (no element at the start)");
     }
     if (p->rv == 0 && rc != 0) {
         parse_fail(p, TVMW_EMALFORMED, "%s", p->xml_error ? p->xml_why : "not well-formed XML");

@@ -22,8 +22,8 @@
 #include "controlplane/billing.h"
 #include "controlplane/catalog.h"
 #include "controlplane/changelog.h"
-#include "controlplane/epg.h"
 #include "controlplane/device_writes.h"
+#include "controlplane/epg.h"
 #include "controlplane/keys.h"
 
 #define MAX_RECORD_BYTES    (4u << 20)
