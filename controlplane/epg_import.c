@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <lmdb.h>
 #include <raft.h>
 
 #include "common/buf.h"
@@ -319,7 +320,7 @@ struct import {
     uint64_t entry_channel;
     size_t batch_bytes, batch_programs, batch_limit;
     unsigned batches;
-    json_int_t channels, programs, inserted, updated, unchanged, deleted;
+    json_int_t channels, channels_unchanged, programs, inserted, updated, unchanged, deleted;
     json_t *missing;
     char why[300];
 };
@@ -657,11 +658,10 @@ static int propose_batch(struct import *im)
     return 0;
 }
 
-/* Adds one resolved programme (its record read back from the spool). */
-static int add_program(struct import *im, const struct entry *e, int64_t end, uint8_t *rec)
+/* The 7 strings of a spool record: name, short_name, description,
+ * category, preview, rating, meta. */
+static int decode_record(const struct entry *e, const uint8_t *rec, const char *s[7], size_t n[7])
 {
-    const char *s[7];
-    size_t n[7], est = 96;
     size_t off = 0;
     for (int k = 0; k < 7; k++) {
         if (off + 4 > e->len) {
@@ -673,6 +673,37 @@ static int add_program(struct import *im, const struct entry *e, int64_t end, ui
         }
         s[k] = (const char *)rec + off + 4;
         off += 4 + n[k];
+    }
+    return 0;
+}
+
+static int read_record(struct import *im, const struct entry *e, uint8_t **rec, size_t *rec_cap)
+{
+    if (e->len > *rec_cap) {
+        uint8_t *nr = realloc(*rec, e->len);
+        if (nr == NULL) {
+            return -ENOMEM;
+        }
+        *rec = nr;
+        *rec_cap = e->len;
+    }
+    if (pread(im->spool_fd, *rec, e->len, (off_t)e->off) != (ssize_t)e->len) {
+        snprintf(im->why, sizeof(im->why), "cannot read the spool file back");
+        return TVMW_EIO;
+    }
+    return 0;
+}
+
+/* Adds one resolved programme (its record read back from the spool). */
+static int add_program(struct import *im, const struct entry *e, int64_t end, uint8_t *rec)
+{
+    const char *s[7];
+    size_t n[7], est = 96;
+    int rv = decode_record(e, rec, s, n);
+    if (rv != 0) {
+        return rv;
+    }
+    for (int k = 0; k < 7; k++) {
         est += 2 * n[k] + 4; /* JSON escaping at most doubles XML text */
     }
     if (im->batch_programs > 0 &&
@@ -682,8 +713,7 @@ static int add_program(struct import *im, const struct entry *e, int64_t end, ui
             json_object_set_new(im->entry_obj, "to", json_integer(e->begin));
             im->entry_obj = NULL;
         }
-        int rv = propose_batch(im);
-        if (rv != 0) {
+        if ((rv = propose_batch(im)) != 0) {
             return rv;
         }
     }
@@ -714,9 +744,76 @@ static int add_program(struct import *im, const struct entry *e, int64_t end, ui
     return 0;
 }
 
+static bool same_str(json_t *o, const char *key, const char *s, size_t n)
+{
+    json_t *v = json_object_get(o, key);
+    return json_is_string(v) && json_string_length(v) == n &&
+           memcmp(json_string_value(v), s, n) == 0;
+}
+
+/* Whether this node's state already holds exactly these programmes of
+ * the channel in [from, to): then proposing them would change nothing,
+ * and the channel is left out (a routine re-import of an unchanged guide
+ * costs no raft entries). The state was brought up to date with the
+ * cluster when the import began (sync_state). */
+static int channel_unchanged(struct import *im, const struct entry *kept, size_t m, int64_t to,
+                             uint8_t **rec, size_t *rec_cap, bool *same)
+{
+    struct cp_fsm *fsm = cp_node_fsm(im->env->node);
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    *same = false;
+    int rv = cp_fsm_read_begin(fsm, &txn);
+    if (rv != 0) {
+        return 0; /* then propose: apply decides */
+    }
+    if (mdb_cursor_open(txn, cp_fsm_dbs(fsm)->programs, &cur) != 0) {
+        mdb_txn_abort(txn);
+        return 0;
+    }
+    uint64_t ch = kept[0].channel;
+    uint8_t key[CP_EPG_KEY_SIZE];
+    cp_epg_program_key(key, ch, (uint64_t)kept[0].begin);
+    MDB_val k = {.mv_size = sizeof(key), .mv_data = key}, v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    bool same_so_far = true;
+    for (size_t i = 0; i < m && same_so_far && rv == 0; i++) {
+        const char *s[7];
+        size_t n[7];
+        if (rc != 0 || k.mv_size != CP_EPG_KEY_SIZE || tvmw_get_be64(k.mv_data) != ch ||
+            tvmw_get_be64((uint8_t *)k.mv_data + 8) != (uint64_t)kept[i].begin) {
+            same_so_far = false;
+            break;
+        }
+        json_t *o = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+        if ((rv = read_record(im, &kept[i], rec, rec_cap)) == 0 &&
+            (rv = decode_record(&kept[i], *rec, s, n)) == 0) {
+            static const char *const keys[] = {"name",    "short_name", "description", "category",
+                                               "preview", "rating",     "meta"};
+            same_so_far =
+                o != NULL && json_integer_value(json_object_get(o, "end_time")) == kept[i].end &&
+                (uint64_t)json_integer_value(json_object_get(o, "client_id")) == im->client;
+            for (int f = 0; f < 7 && same_so_far; f++) {
+                same_so_far = same_str(o, keys[f], s[f], n[f]);
+            }
+        }
+        json_decref(o);
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    /* Nothing else may begin in the range. */
+    if (same_so_far && rv == 0 && rc == 0 && k.mv_size == CP_EPG_KEY_SIZE &&
+        tvmw_get_be64(k.mv_data) == ch && tvmw_get_be64((uint8_t *)k.mv_data + 8) < (uint64_t)to) {
+        same_so_far = false;
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    *same = same_so_far && rv == 0;
+    return rv == TVMW_EIO || rv == -ENOMEM ? rv : 0;
+}
+
 /* One channel's entries [a, b) of the sorted index: drops duplicates (the
  * last in the document wins), takes a missing stop from the next start,
- * cuts overlaps, and adds the rest. */
+ * cuts overlaps, and adds the rest unless the state has them already. */
 static int add_channel(struct import *im, struct entry *a, struct entry *b, uint8_t **rec,
                        size_t *rec_cap)
 {
@@ -728,46 +825,50 @@ static int add_channel(struct import *im, struct entry *a, struct entry *b, uint
         }
         a[m++] = *e; /* compacts in place: m <= e - a */
     }
-    int64_t last_end = 0;
+    /* Final ends, in place; dropped entries compacted away. */
+    size_t kept = 0;
     for (size_t i = 0; i < m; i++) {
-        struct entry *e = &a[i];
-        int64_t end = e->end;
-        if (end == 0) {
+        struct entry e = a[i];
+        if (e.end == 0) {
             if (i + 1 == m) {
                 im->no_stop++;
                 continue;
             }
-            end = a[i + 1].begin;
+            e.end = a[i + 1].begin;
         }
-        if (i + 1 < m && end > a[i + 1].begin) {
+        if (i + 1 < m && e.end > a[i + 1].begin) {
             im->overlaps++;
-            end = a[i + 1].begin;
+            e.end = a[i + 1].begin;
         }
-        if (end - e->begin > CP_EPG_MAX_DURATION_S) {
+        if (e.end - e.begin > CP_EPG_MAX_DURATION_S) {
             im->too_long++;
             continue;
         }
-        if (e->len > *rec_cap) {
-            uint8_t *nr = realloc(*rec, e->len);
-            if (nr == NULL) {
-                return -ENOMEM;
-            }
-            *rec = nr;
-            *rec_cap = e->len;
-        }
-        ssize_t got = pread(im->spool_fd, *rec, e->len, (off_t)e->off);
-        if (got != (ssize_t)e->len) {
-            snprintf(im->why, sizeof(im->why), "cannot read the spool file back");
-            return TVMW_EIO;
-        }
-        int rv = add_program(im, e, end, *rec);
-        if (rv != 0) {
+        a[kept++] = e; /* kept <= i */
+    }
+    if (kept == 0) {
+        return 0;
+    }
+    bool same;
+    int rv = channel_unchanged(im, a, kept, a[kept - 1].end, rec, rec_cap, &same);
+    if (rv != 0) {
+        return rv;
+    }
+    if (same) {
+        im->channels++;
+        im->channels_unchanged++;
+        im->unchanged += (json_int_t)kept;
+        im->programs += (json_int_t)kept;
+        return 0;
+    }
+    for (size_t i = 0; i < kept; i++) {
+        if ((rv = read_record(im, &a[i], rec, rec_cap)) != 0 ||
+            (rv = add_program(im, &a[i], a[i].end, *rec)) != 0) {
             return rv;
         }
-        last_end = end;
     }
     if (im->entry_obj != NULL && im->entry_channel == a->channel) {
-        json_object_set_new(im->entry_obj, "to", json_integer(last_end));
+        json_object_set_new(im->entry_obj, "to", json_integer(a[kept - 1].end));
         im->entry_obj = NULL;
     }
     return 0;
@@ -949,6 +1050,7 @@ out:;
         {"no_stop", (json_int_t)im.no_stop},
         {"too_long", (json_int_t)im.too_long},
         {"channels", im.channels},
+        {"channels_unchanged", im.channels_unchanged},
         {"programmes", im.programs},
         {"batches", (json_int_t)im.batches},
         {"inserted", im.inserted},
