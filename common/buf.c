@@ -23,7 +23,7 @@ void tvmw_buf_close(struct tvmw_buf *b)
     tvmw_buf_init(b, b->max);
 }
 
-static int reserve(struct tvmw_buf *b, size_t n)
+int tvmw_buf_reserve(struct tvmw_buf *b, size_t n)
 {
     if (n > SIZE_MAX / 2 - b->len - 1) {
         return TVMW_ETOOBIG;
@@ -50,7 +50,7 @@ static int reserve(struct tvmw_buf *b, size_t n)
 
 int tvmw_buf_append(struct tvmw_buf *b, const void *p, size_t n)
 {
-    int rv = reserve(b, n);
+    int rv = tvmw_buf_reserve(b, n);
     if (rv != 0) {
         return rv;
     }
@@ -71,7 +71,7 @@ int tvmw_buf_printf(struct tvmw_buf *b, const char *fmt, ...)
     if (n < 0) {
         return TVMW_EMALFORMED;
     }
-    int rv = reserve(b, (size_t)n);
+    int rv = tvmw_buf_reserve(b, (size_t)n);
     if (rv != 0) {
         return rv;
     }
@@ -84,7 +84,7 @@ int tvmw_buf_printf(struct tvmw_buf *b, const char *fmt, ...)
 
 char *tvmw_buf_detach(struct tvmw_buf *b, size_t *len)
 {
-    if (b->data == NULL && reserve(b, 0) != 0) {
+    if (b->data == NULL && tvmw_buf_reserve(b, 0) != 0) {
         return NULL;
     }
     char *p = b->data;

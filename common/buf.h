@@ -15,6 +15,8 @@ struct tvmw_buf {
 
 void tvmw_buf_init(struct tvmw_buf *b, size_t max);
 void tvmw_buf_close(struct tvmw_buf *b);
+/* Makes room for n more bytes (and the NUL) without changing the content. */
+int tvmw_buf_reserve(struct tvmw_buf *b, size_t n);
 int tvmw_buf_append(struct tvmw_buf *b, const void *p, size_t n);
 int tvmw_buf_printf(struct tvmw_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Takes the data out; the buffer is empty afterwards. Free with free(). */

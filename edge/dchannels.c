@@ -25,6 +25,7 @@
 
 #define MAX_CHANNELS      5000
 #define MAX_SERVICES      256
+#define MAX_DATACENTERS   256
 #define MAX_PROGRAMS      5000
 #define MAX_EXCLUDED      32
 #define DEFAULT_TOKEN_TTL 86400
@@ -65,16 +66,7 @@ static void entitled_channels(struct dctx *c, struct id_set *out)
     set_sort(out);
 }
 
-/* A channel of the request's client, enabled; NULL otherwise. */
-static json_t *own_channel(struct dctx *c, uint64_t id)
-{
-    json_t *ch = dm_get_own(c, EDGE_DB_CHANNELS, id);
-    if (ch != NULL && !rec_int(ch, "enabled", 1)) {
-        json_decref(ch);
-        return NULL;
-    }
-    return ch;
-}
+static json_t *own_channel(struct dctx *c, uint64_t id);
 
 static void ids_of(const json_t *settings, const char *name, struct id_set *out)
 {
@@ -202,24 +194,26 @@ static void now_next(struct dctx *c, uint64_t channel, int64_t now, struct prog 
     }
 }
 
-static void out_program_fields(struct dctx *c, const char *prefix, const struct prog *p, bool full)
+/* The program_* (next = false) or next_program_* fields of a channel. */
+static void out_program_fields(struct dctx *c, bool next, const struct prog *p)
 {
-    char name[64];
-#define F(n) (snprintf(name, sizeof(name), "%s%s", prefix, n), name)
-    dout_int(&c->o, F("id"), (int64_t)p->id);
-    dout_str(&c->o, F("name"), rec_str(p->rec, "name"));
-    dout_int(&c->o, F("begin_time"), p->begin);
-    dout_int(&c->o, F("end_time"), p->end);
-    if (full) {
-        dout_int(&c->o, F("category_id"), 0);
-        dout_str(&c->o, F("category"), rec_str(p->rec, "category"));
-    }
-    dout_str(&c->o, F("description"), rec_str(p->rec, "description"));
-    if (full) {
-        dout_str(&c->o, F("preview_url"), rec_str(p->rec, "preview"));
-        dout_int(&c->o, F("rating"), rec_int(p->rec, "rating", 0));
-    }
-#undef F
+    static const char *const names[2][9] = {
+        {"program_id", "program_name", "program_begin_time", "program_end_time",
+         "program_category_id", "program_category", "program_description", "program_preview_url",
+         "program_rating"},
+        {"next_program_id", "next_program_name", "next_program_begin_time", "next_program_end_time",
+         "next_program_category_id", "next_program_category", "next_program_description",
+         "next_program_preview_url", "next_program_rating"}};
+    const char *const *f = names[next];
+    dout_int(&c->o, f[0], (int64_t)p->id);
+    dout_str(&c->o, f[1], rec_str(p->rec, "name"));
+    dout_int(&c->o, f[2], p->begin);
+    dout_int(&c->o, f[3], p->end);
+    dout_int(&c->o, f[4], 0);
+    dout_str(&c->o, f[5], rec_str(p->rec, "category"));
+    dout_str(&c->o, f[6], rec_str(p->rec, "description"));
+    dout_str(&c->o, f[7], rec_str(p->rec, "preview"));
+    dout_int(&c->o, f[8], rec_int(p->rec, "rating", 0));
 }
 
 /* ---- channel list --------------------------------------------------------------------------- */
@@ -229,11 +223,12 @@ struct chan {
     int64_t number;
     int64_t sort; /* position in the account's order, else INT64_MAX */
     json_t *rec;
+    struct prog cur, next; /* on now and next (rec NULL: none), valid before `until` */
+    int64_t until;
 };
 
 struct chan_scan {
     struct dctx *c;
-    uint64_t category; /* 0: all */
     size_t n;
     struct chan *out;
 };
@@ -247,8 +242,7 @@ static int chan_one(void *arg, const uint8_t *key, size_t key_len, const uint8_t
     }
     json_t *o = json_loadb((const char *)value, value_len, 0, NULL);
     if (o == NULL || (uint64_t)rec_int(o, "client_id", 0) != s->c->client_id ||
-        !rec_int(o, "enabled", 1) ||
-        (s->category != 0 && (uint64_t)rec_int(o, "category_id", 0) != s->category)) {
+        !rec_int(o, "enabled", 1)) {
         json_decref(o);
         return 0;
     }
@@ -269,19 +263,144 @@ static int cmp_chan(const void *a, const void *b)
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
-/* Every enabled channel of the client (of one category if category != 0). */
-static size_t client_channels(struct dctx *c, uint64_t category, struct chan *out)
+/* The client's catalogue, parsed once per state: each thread keeps the
+ * last one it read until the state it reads changes (a channel list would
+ * otherwise parse every channel record again, a stream URL every service).
+ * Objects in key (id) order. */
+struct cat_obj {
+    uint64_t id;
+    json_t *rec;
+};
+
+struct catalog {
+    const void *gen;
+    uint64_t index, client;
+    size_t n_chan, n_svc, n_dc;
+    struct chan ch[MAX_CHANNELS]; /* enabled channels */
+    struct cat_obj svc[MAX_SERVICES];
+    struct cat_obj dc[MAX_DATACENTERS];
+};
+
+struct obj_scan {
+    uint64_t client;
+    size_t n, max;
+    struct cat_obj *out;
+};
+
+static int obj_one(void *arg, const uint8_t *key, size_t key_len, const uint8_t *value,
+                   size_t value_len)
 {
-    struct chan_scan s = {.c = c, .category = category, .out = out};
-    edge_store_scan(&c->r, EDGE_DB_CHANNELS, NULL, 0, NULL, 0, chan_one, &s);
-    return s.n;
+    struct obj_scan *s = arg;
+    if (key_len != 8 || s->n == s->max) {
+        return 0;
+    }
+    json_t *o = json_loadb((const char *)value, value_len, 0, NULL);
+    if (o == NULL || (uint64_t)rec_int(o, "client_id", 0) != s->client) {
+        json_decref(o);
+        return 0;
+    }
+    s->out[s->n++] = (struct cat_obj){tvmw_get_be64(key), o};
+    return 0;
 }
 
-static void chans_free(struct chan *ch, size_t n)
+static void catalog_clear(struct catalog *k)
 {
-    for (size_t i = 0; i < n; i++) {
-        json_decref(ch[i].rec);
+    for (size_t i = 0; i < k->n_chan; i++) {
+        json_decref(k->ch[i].rec);
+        json_decref(k->ch[i].cur.rec);
+        json_decref(k->ch[i].next.rec);
     }
+    for (size_t i = 0; i < k->n_svc; i++) {
+        json_decref(k->svc[i].rec);
+    }
+    for (size_t i = 0; i < k->n_dc; i++) {
+        json_decref(k->dc[i].rec);
+    }
+    k->n_chan = k->n_svc = k->n_dc = 0;
+}
+
+void dchannels_cache_free(void *cache)
+{
+    catalog_clear(cache);
+    free(cache);
+}
+
+/* The request's client's catalogue (NULL if out of memory); valid until
+ * the next call on this thread. */
+static const struct catalog *catalog(struct dctx *c)
+{
+    struct catalog *k = dctx_scratch(c, DS_CHAN_CACHE, sizeof(*k));
+    if (k == NULL) {
+        return NULL;
+    }
+    if (k->gen != (const void *)c->r.gen || k->index != c->r.applied_index ||
+        k->client != c->client_id) {
+        catalog_clear(k);
+        struct chan_scan cs = {.c = c, .out = k->ch};
+        edge_store_scan(&c->r, EDGE_DB_CHANNELS, NULL, 0, NULL, 0, chan_one, &cs);
+        k->n_chan = cs.n;
+        struct obj_scan ss = {.client = c->client_id, .max = MAX_SERVICES, .out = k->svc};
+        edge_store_scan(&c->r, EDGE_DB_SERVICES, NULL, 0, NULL, 0, obj_one, &ss);
+        k->n_svc = ss.n;
+        struct obj_scan ds = {.client = c->client_id, .max = MAX_DATACENTERS, .out = k->dc};
+        edge_store_scan(&c->r, EDGE_DB_DATACENTERS, NULL, 0, NULL, 0, obj_one, &ds);
+        k->n_dc = ds.n;
+        k->gen = c->r.gen;
+        k->index = c->r.applied_index;
+        k->client = c->client_id;
+    }
+    return k;
+}
+
+static int cmp_obj(const void *key, const void *elem)
+{
+    uint64_t id = *(const uint64_t *)key, e = ((const struct cat_obj *)elem)->id;
+    return id < e ? -1 : id > e;
+}
+
+static int cmp_chan_id(const void *key, const void *elem)
+{
+    uint64_t id = *(const uint64_t *)key, e = ((const struct chan *)elem)->id;
+    return id < e ? -1 : id > e;
+}
+
+/* A catalogue object by id: a new reference, or NULL. */
+static json_t *cat_find(const struct cat_obj *a, size_t n, uint64_t id)
+{
+    const struct cat_obj *o = bsearch(&id, a, n, sizeof(*a), cmp_obj);
+    return o ? json_incref(o->rec) : NULL;
+}
+
+/* Every enabled channel of the client, in id order, with the programmes on
+ * now and next (looked up again only when they end or the state changes). */
+static const struct chan *client_channels(struct dctx *c, size_t *n)
+{
+    struct catalog *k = (struct catalog *)catalog(c);
+    int64_t now = (int64_t)(c->now_ms / 1000);
+    *n = k ? k->n_chan : 0;
+    for (size_t i = 0; i < *n; i++) {
+        struct chan *ch = &k->ch[i];
+        if (now < ch->until) {
+            continue;
+        }
+        json_decref(ch->cur.rec);
+        json_decref(ch->next.rec);
+        now_next(c, ch->id, now, &ch->cur, &ch->next);
+        ch->until = ch->cur.rec ? ch->cur.end : now + 60;
+        if (ch->next.rec && ch->next.begin < ch->until) {
+            ch->until = ch->next.begin > now ? ch->next.begin : now + 1;
+        }
+    }
+    return k ? k->ch : NULL;
+}
+
+/* A channel of the request's client, enabled: a new reference, or NULL. */
+static json_t *own_channel(struct dctx *c, uint64_t id)
+{
+    const struct catalog *k = catalog(c);
+    const struct chan *ch =
+        k ? bsearch(&id, k->ch, k->n_chan, sizeof(k->ch[0]), cmp_chan_id) : NULL;
+    return ch ? json_incref(ch->rec) : NULL;
 }
 
 struct list_state {
@@ -291,8 +410,8 @@ struct list_state {
 
 void dh_channel_list(struct dctx *c)
 {
-    static _Thread_local struct list_state *st;
-    if (st == NULL && (st = malloc(sizeof(*st))) == NULL) {
+    struct list_state *st = dctx_scratch(c, DS_CHAN_LIST, sizeof(*st));
+    if (st == NULL) {
         dctx_fail(c, 1, "out of memory");
         return;
     }
@@ -306,7 +425,9 @@ void dh_channel_list(struct dctx *c)
     ids_of(settings, "favorites", &st->fav);
     ids_of(settings, "parent_locked", &st->lock);
     ids_of(settings, "hidden", &st->hidden);
-    size_t n = client_channels(c, 0, st->ch);
+    size_t n;
+    const struct chan *all = client_channels(c, &n);
+    memcpy(st->ch, all, n * sizeof(*all));
     const json_t *order = json_object_get(settings, "sort");
     if (dreq_flag(&c->q, "account_sort", 1) && json_array_size(order) > 0) {
         for (size_t i = 0; i < n; i++) {
@@ -327,7 +448,6 @@ void dh_channel_list(struct dctx *c)
         page = 1;
     }
     bool compact = dreq_flag(&c->q, "compact", 0);
-    int64_t now = (int64_t)(c->now_ms / 1000);
     char base[300], link[1024], icon[1100];
     base_url(c, base, sizeof(base));
 
@@ -350,8 +470,7 @@ void dh_channel_list(struct dctx *c)
         shown++;
         bool sub = set_has(&st->entitled, ch->id);
         int64_t archive = rec_int(r, "archive_days", 0);
-        struct prog cur, next;
-        now_next(c, ch->id, now, &cur, &next);
+        const struct prog cur = ch->cur, next = ch->next;
         snprintf(link, sizeof(link),
                  "%s/tvmiddleware/api/channel/url/?cid=%" PRIu64 "&client_id=%" PRIu64
                  "&authkey=%s%s%s",
@@ -372,7 +491,7 @@ void dh_channel_list(struct dctx *c)
         dout_int(&c->o, "is_parent_control", set_has(&st->lock, ch->id));
         dout_int(&c->o, "timeshift_offset", 0);
         dout_int(&c->o, "channel_sort", ch->number);
-        out_program_fields(c, "program_", &cur, true);
+        out_program_fields(c, false, &cur);
         dout_int(&c->o, "pause_live_tv_shift", 0);
         dout_bool(&c->o, "drm_available", false);
         if (!compact) {
@@ -384,14 +503,11 @@ void dh_channel_list(struct dctx *c)
             dout_int(&c->o, "show_in_all", 1);
             dout_int(&c->o, "ads_available", 0);
             dout_str(&c->o, "program_meta", rec_str(cur.rec, "meta"));
-            out_program_fields(c, "next_program_", &next, true);
+            out_program_fields(c, true, &next);
         }
         dout_item_end(&c->o);
-        json_decref(cur.rec);
-        json_decref(next.rec);
     }
     dout_list_end(&c->o);
-    chans_free(st->ch, n);
     json_decref(settings);
 }
 
@@ -434,10 +550,8 @@ static int cmp_cat(const void *a, const void *b)
 
 void dh_category_list(struct dctx *c)
 {
-    static _Thread_local struct cat_scan *s;
-    static _Thread_local struct chan *ch;
-    if ((s == NULL && (s = malloc(sizeof(*s))) == NULL) ||
-        (ch == NULL && (ch = malloc(MAX_CHANNELS * sizeof(*ch))) == NULL)) {
+    struct cat_scan *s = dctx_scratch(c, DS_CATEGORIES, sizeof(*s));
+    if (s == NULL) {
         dctx_fail(c, 1, "out of memory");
         return;
     }
@@ -445,7 +559,8 @@ void dh_category_list(struct dctx *c)
     s->n = 0;
     edge_store_scan(&c->r, EDGE_DB_CATEGORIES, NULL, 0, NULL, 0, cat_one, s);
     qsort(s->out, s->n, sizeof(s->out[0]), cmp_cat);
-    size_t n = client_channels(c, 0, ch);
+    size_t n;
+    const struct chan *ch = client_channels(c, &n);
     dctx_fail(c, 0, "");
     dout_list_begin(&c->o, "categories");
     for (size_t i = 0; i < s->n; i++) {
@@ -466,7 +581,6 @@ void dh_category_list(struct dctx *c)
         json_decref(s->out[i].rec);
     }
     dout_list_end(&c->o);
-    chans_free(ch, n);
 }
 
 /* ---- program list --------------------------------------------------------------------------- */
@@ -493,9 +607,9 @@ static bool in_archive(const json_t *ch, const struct prog *p, int64_t now)
 
 void dh_program_list(struct dctx *c)
 {
-    static _Thread_local struct prog *progs;
     int64_t cid, from, to, pid_from = 0, now = (int64_t)(c->now_ms / 1000);
-    if (progs == NULL && (progs = malloc(MAX_PROGRAMS * sizeof(*progs))) == NULL) {
+    struct prog *progs = dctx_scratch(c, DS_PROGRAMS, MAX_PROGRAMS * sizeof(*progs));
+    if (progs == NULL) {
         dctx_fail(c, 1, "out of memory");
         return;
     }
@@ -537,12 +651,11 @@ void dh_program_list(struct dctx *c)
         from = one.begin;
         progs_free(&one, 1);
     }
-    struct id_set *ent = c->account ? malloc(sizeof(*ent)) : NULL;
+    struct id_set *ent = c->account ? dctx_scratch(c, DS_ENTITLED, sizeof(*ent)) : NULL;
     bool sub = false;
     if (ent != NULL) {
         entitled_channels(c, ent);
         sub = set_has(ent, (uint64_t)cid);
-        free(ent);
     }
     struct prog_scan s = {.from = from, .to = to, .at = -1, .max = MAX_PROGRAMS, .out = progs};
     size_t n = programs(c, (uint64_t)cid, &s);
@@ -642,7 +755,8 @@ static int dc_rank(struct dctx *c, const json_t *svc)
     if (dc == rec_int(c->account, "data_center", -1)) {
         return 0;
     }
-    json_t *d = dm_get_own(c, EDGE_DB_DATACENTERS, (uint64_t)dc);
+    const struct catalog *k = catalog(c);
+    json_t *d = k ? cat_find(k->dc, k->n_dc, (uint64_t)dc) : NULL;
     const char *mine = c->dev->self->datacenter;
     int rank =
         d != NULL && mine[0] != '\0' &&
@@ -676,7 +790,8 @@ static int pick_service(struct dctx *c, uint64_t channel, const char *kind, stru
         if (i > 0 && ids[i] == ids[i - 1]) {
             continue;
         }
-        json_t *svc = dm_get_own(c, EDGE_DB_SERVICES, ids[i]);
+        const struct catalog *cat = catalog(c);
+        json_t *svc = cat ? cat_find(cat->svc, cat->n_svc, ids[i]) : NULL;
         const char *mask =
             json_string_value(json_object_get(json_object_get(svc, "url_masks"), kind));
         if (svc == NULL || mask == NULL || mask[0] == '\0' || !rec_int(svc, "enabled", 1) ||
@@ -822,12 +937,11 @@ static void stream_url(struct dctx *c, bool archive)
                   dreq_get(&c->q, "cid") ? "Channel not found" : "cid is required");
         return;
     }
-    struct id_set *ent = malloc(sizeof(*ent));
+    struct id_set *ent = dctx_scratch(c, DS_ENTITLED, sizeof(*ent));
     bool sub = false;
     if (ent != NULL) {
         entitled_channels(c, ent);
         sub = set_has(ent, (uint64_t)cid);
-        free(ent);
     }
     if (!sub) {
         /* Not 403: clients read that as a lost session (§9.1). */

@@ -31,17 +31,21 @@
 #define MAX_DEVICES       256
 #define REGISTER_WAIT_MS  5000
 #define LAST_SEEN_SLOTS   4096
+#define LAST_SEEN_HASH    8192 /* a power of two, twice the slots */
 #define LAST_SEEN_FLUSH_S 60
 
 /* Last-seen times are batched: one journal write per minute (or when the
  * table fills) instead of one raft entry per status poll. */
+struct seen {
+    uint64_t account, device, ms;
+};
+
 struct last_seen {
     pthread_mutex_t mu;
     uint64_t flushed_ms;
     unsigned n;
-    struct {
-        uint64_t account, device, ms;
-    } e[LAST_SEEN_SLOTS];
+    uint16_t slot[LAST_SEEN_HASH]; /* open addressing by account: index + 1, 0 = free */
+    struct seen e[LAST_SEEN_SLOTS];
 };
 
 /* Sessions this edge opened or ended lately, until the feed brings them
@@ -50,6 +54,7 @@ struct last_seen {
  * control plane is unreachable. A ring: the oldest entries give way. */
 #define RECENT_SLOTS   4096
 #define RECENT_KEEP_MS (10 * 60 * 1000)
+#define RECENT_HASH    65536
 
 struct recent_sess {
     uint64_t account, session, opened_ms, revoked_ms;
@@ -61,6 +66,7 @@ struct recent {
     pthread_mutex_t mu;
     unsigned next;
     struct recent_sess e[RECENT_SLOTS];
+    uint16_t per_hash[RECENT_HASH]; /* entries by hash of the account: most are 0 */
 };
 
 /* ---- records ------------------------------------------------------------------------- */
@@ -220,6 +226,17 @@ size_t dm_account_tariffs(struct dctx *c, uint64_t *ids, size_t max)
 const char *dctx_ip(struct dctx *c)
 {
     return c->http->remote;
+}
+
+void *dctx_scratch(struct dctx *c, enum dscratch which, size_t size)
+{
+    void *p = pthread_getspecific(c->dev->scratch[which]);
+    if (p == NULL && (p = calloc(1, size)) != NULL &&
+        pthread_setspecific(c->dev->scratch[which], p) != 0) {
+        free(p);
+        p = NULL;
+    }
+    return p;
 }
 
 void dctx_fail(struct dctx *c, int code, const char *message)
@@ -429,19 +446,24 @@ static const char *status_reason(const json_t *acc)
 
 /* ---- last seen ----------------------------------------------------------------------- */
 
-static void last_seen_flush_locked(struct edge_device *d, struct last_seen *ls, uint64_t now)
+static unsigned hash_u64(uint64_t x)
 {
-    if (ls->n == 0) {
-        ls->flushed_ms = now;
-        return;
-    }
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    return (unsigned)x;
+}
+
+/* Journals a batch of last-seen times (one write; e is freed). */
+static void last_seen_send(struct edge_device *d, struct seen *e, unsigned n, uint64_t now)
+{
     json_t *items = json_array();
-    for (unsigned i = 0; i < ls->n; i++) {
+    for (unsigned i = 0; i < n; i++) {
         json_array_append_new(items, json_pack("{s:I, s:I, s:I}", "account_id",
-                                               (json_int_t)ls->e[i].account, "device_id",
-                                               (json_int_t)ls->e[i].device, "ms",
-                                               (json_int_t)ls->e[i].ms));
+                                               (json_int_t)e[i].account, "device_id",
+                                               (json_int_t)e[i].device, "ms", (json_int_t)e[i].ms));
     }
+    free(e);
     /* client_id 0: items of several clients; the control plane checks each
      * account's existence, and last-seen times carry no authority. */
     json_t *w = json_pack("{s:s, s:I, s:I, s:o}", "op", "last_seen", "client_id", (json_int_t)0,
@@ -450,32 +472,47 @@ static void last_seen_flush_locked(struct edge_device *d, struct last_seen *ls, 
         atomic_fetch_add(&d->journal_failed, 1);
     }
     json_decref(w);
+}
+
+/* Takes the table's entries out (a copy the caller sends); under ls->mu. */
+static struct seen *last_seen_take_locked(struct last_seen *ls, uint64_t now, unsigned *n)
+{
+    struct seen *copy = NULL;
+    *n = 0;
+    if (ls->n > 0 && (copy = malloc(ls->n * sizeof(*copy))) != NULL) {
+        memcpy(copy, ls->e, ls->n * sizeof(*copy));
+        *n = ls->n;
+    }
     ls->n = 0;
+    memset(ls->slot, 0, sizeof(ls->slot));
     ls->flushed_ms = now;
+    return copy;
 }
 
 static void last_seen(struct dctx *c, uint64_t device_id)
 {
     struct last_seen *ls = c->dev->seen;
+    struct seen *out = NULL;
+    unsigned n = 0;
     pthread_mutex_lock(&ls->mu);
-    unsigned i = 0;
-    while (i < ls->n && ls->e[i].account != c->account_id) {
-        i++;
+    if (ls->n == LAST_SEEN_SLOTS) {
+        out = last_seen_take_locked(ls, c->now_ms, &n);
     }
-    if (i == ls->n) {
-        if (ls->n == LAST_SEEN_SLOTS) {
-            last_seen_flush_locked(c->dev, ls, c->now_ms);
-            i = 0;
-        }
-        ls->n++;
+    unsigned h = hash_u64(c->account_id) & (LAST_SEEN_HASH - 1);
+    while (ls->slot[h] != 0 && ls->e[ls->slot[h] - 1].account != c->account_id) {
+        h = (h + 1) & (LAST_SEEN_HASH - 1);
     }
-    ls->e[i].account = c->account_id;
-    ls->e[i].device = device_id;
-    ls->e[i].ms = c->now_ms;
-    if (c->now_ms - ls->flushed_ms >= LAST_SEEN_FLUSH_S * 1000) {
-        last_seen_flush_locked(c->dev, ls, c->now_ms);
+    if (ls->slot[h] == 0) {
+        ls->slot[h] = (uint16_t)(++ls->n);
+    }
+    ls->e[ls->slot[h] - 1] = (struct seen){c->account_id, device_id, c->now_ms};
+    if (out == NULL && c->now_ms - ls->flushed_ms >= LAST_SEEN_FLUSH_S * 1000) {
+        out = last_seen_take_locked(ls, c->now_ms, &n);
     }
     pthread_mutex_unlock(&ls->mu);
+    if (n > 0) {
+        last_seen_send(c->dev, out, n, c->now_ms); /* an fsync: outside the lock */
+    }
 }
 
 /* ---- login --------------------------------------------------------------------------- */
@@ -529,6 +566,9 @@ static int collect_session(void *arg, const uint8_t *key, size_t key_len, const 
 static struct recent_sess *recent_find(struct recent *r, uint64_t account, uint64_t session,
                                        uint64_t now)
 {
+    if (r->per_hash[hash_u64(account) % RECENT_HASH] == 0) {
+        return NULL;
+    }
     for (unsigned i = 0; i < RECENT_SLOTS; i++) {
         struct recent_sess *e = &r->e[i];
         if (e->account == account && e->session == session && now - e->opened_ms < RECENT_KEEP_MS) {
@@ -547,6 +587,10 @@ static void recent_put(struct edge_device *d, uint64_t account, uint64_t session
     if (e == NULL) {
         e = &r->e[r->next];
         r->next = (r->next + 1) % RECENT_SLOTS;
+        if (e->account != 0) {
+            r->per_hash[hash_u64(e->account) % RECENT_HASH]--;
+        }
+        r->per_hash[hash_u64(account) % RECENT_HASH]++;
         *e = (struct recent_sess){.account = account, .session = session, .basic = basic};
         snprintf(e->uid, sizeof(e->uid), "%s", uid ? uid : "");
     }
@@ -573,7 +617,8 @@ static void recent_merge(struct edge_device *d, uint64_t account, uint64_t now, 
 {
     struct recent *r = d->recent;
     pthread_mutex_lock(&r->mu);
-    for (unsigned i = 0; i < RECENT_SLOTS; i++) {
+    for (unsigned i = 0; r->per_hash[hash_u64(account) % RECENT_HASH] != 0 && i < RECENT_SLOTS;
+         i++) {
         const struct recent_sess *e = &r->e[i];
         if (e->account != account || now - e->opened_ms >= RECENT_KEEP_MS ||
             e->opened_ms < a->cutoff_ms) {
@@ -873,29 +918,34 @@ static void dh_login(struct dctx *c)
 
     /* Sessions it replaces: this device's earlier ones, then the oldest
      * additional ones beyond the limit (§3.3). */
-    static _Thread_local struct sess_arg sa;
+    struct sess_arg *sa = dctx_scratch(c, DS_SESSIONS, sizeof(*sa));
+    if (sa == NULL) {
+        json_decref(register_dev);
+        login_refused(c, LE_SESSION_KEY, "Session key could not be created");
+        return;
+    }
     uint8_t prefix[8];
     tvmw_put_be64(prefix, c->account_id);
-    sa.n = 0;
-    sa.cutoff_ms = (uint64_t)rec_int(c->account, "logout_before_ms", 0);
-    edge_store_scan(&c->r, EDGE_DB_DSESS, prefix, 8, NULL, 0, collect_session, &sa);
-    recent_merge(c->dev, c->account_id, c->now_ms, &sa);
-    qsort(sa.s, sa.n, sizeof(sa.s[0]), cmp_opened);
+    sa->n = 0;
+    sa->cutoff_ms = (uint64_t)rec_int(c->account, "logout_before_ms", 0);
+    edge_store_scan(&c->r, EDGE_DB_DSESS, prefix, 8, NULL, 0, collect_session, sa);
+    recent_merge(c->dev, c->account_id, c->now_ms, sa);
+    qsort(sa->s, sa->n, sizeof(sa->s[0]), cmp_opened);
     json_t *evict = json_array();
     int64_t addl_live = 0;
-    for (size_t i = 0; i < sa.n; i++) {
-        if (uid != NULL && strcmp(sa.s[i].uid, uid) == 0) {
-            json_array_append_new(evict, json_sprintf("%016" PRIx64, sa.s[i].id));
-            recent_put(c->dev, c->account_id, sa.s[i].id, NULL, false, c->now_ms, true);
-            sa.s[i].id = 0;
-        } else if (!sa.s[i].basic) {
+    for (size_t i = 0; i < sa->n; i++) {
+        if (uid != NULL && strcmp(sa->s[i].uid, uid) == 0) {
+            json_array_append_new(evict, json_sprintf("%016" PRIx64, sa->s[i].id));
+            recent_put(c->dev, c->account_id, sa->s[i].id, NULL, false, c->now_ms, true);
+            sa->s[i].id = 0;
+        } else if (!sa->s[i].basic) {
             addl_live++;
         }
     }
-    for (size_t i = 0; !basic && !multi && addl_limit > 0 && i < sa.n; i++) {
-        if (sa.s[i].id != 0 && !sa.s[i].basic && addl_live >= addl_limit) {
-            json_array_append_new(evict, json_sprintf("%016" PRIx64, sa.s[i].id));
-            recent_put(c->dev, c->account_id, sa.s[i].id, NULL, false, c->now_ms, true);
+    for (size_t i = 0; !basic && !multi && addl_limit > 0 && i < sa->n; i++) {
+        if (sa->s[i].id != 0 && !sa->s[i].basic && addl_live >= addl_limit) {
+            json_array_append_new(evict, json_sprintf("%016" PRIx64, sa->s[i].id));
+            recent_put(c->dev, c->account_id, sa->s[i].id, NULL, false, c->now_ms, true);
             addl_live--;
         }
     }
@@ -1632,6 +1682,9 @@ int edge_device_new(const struct edge_device_opts *opts, struct edge_device **ou
         return -ENOMEM;
     }
     pthread_mutex_init(&d->recent->mu, NULL);
+    for (int i = 0; i < DS_N; i++) {
+        pthread_key_create(&d->scratch[i], i == DS_CHAN_CACHE ? dchannels_cache_free : free);
+    }
     d->conf = opts->conf;
     d->self = opts->self;
     d->store = opts->store;
@@ -1648,12 +1701,17 @@ void edge_device_free(struct edge_device *d)
     if (d == NULL) {
         return;
     }
-    pthread_mutex_lock(&d->seen->mu);
-    last_seen_flush_locked(d, d->seen, wall_ms());
-    pthread_mutex_unlock(&d->seen->mu);
+    unsigned n;
+    struct seen *rest = last_seen_take_locked(d->seen, wall_ms(), &n);
+    if (n > 0) {
+        last_seen_send(d, rest, n, wall_ms());
+    }
     pthread_mutex_destroy(&d->seen->mu);
     free(d->seen);
     pthread_mutex_destroy(&d->recent->mu);
+    for (int i = 0; i < DS_N; i++) {
+        pthread_key_delete(d->scratch[i]);
+    }
     free(d->recent);
     free(d);
 }

@@ -5,6 +5,7 @@
 #ifndef TVMW_EDGE_DEVICE_INT_H
 #define TVMW_EDGE_DEVICE_INT_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -23,6 +24,18 @@
 #define DE_NOT_FOUND   404
 #define DE_MAX_TARIFFS 64
 
+/* Per-thread working memory of the handlers (large arrays that would not
+ * fit a stack), freed when the thread exits. */
+enum dscratch {
+    DS_CHAN_CACHE,
+    DS_CHAN_LIST,
+    DS_CATEGORIES,
+    DS_PROGRAMS,
+    DS_SESSIONS,
+    DS_ENTITLED,
+    DS_N
+};
+
 struct edge_device {
     const struct tvmw_config *conf;
     const struct tvmw_edge_conf *self;
@@ -31,7 +44,8 @@ struct edge_device {
     struct edge_journal *journal;
     atomic_uint_fast64_t logins_ok, logins_refused, journal_failed, sessions_refused;
     struct last_seen *seen;
-    struct recent *recent;   /* sessions opened or ended here lately */
+    struct recent *recent; /* sessions opened or ended here lately */
+    pthread_key_t scratch[DS_N];
     atomic_bool registering; /* an account/register call is waiting */
 };
 
@@ -81,6 +95,12 @@ const char *rec_str(const json_t *o, const char *name); /* "" if absent */
 /* The request's caller address (X-Real-IP is not trusted: the edge is the
  * first hop for devices). */
 const char *dctx_ip(struct dctx *c);
+
+/* The calling thread's zeroed block of `size` bytes for `which` (the same
+ * size on every call); NULL if out of memory. */
+void *dctx_scratch(struct dctx *c, enum dscratch which, size_t size);
+/* Destructor of DS_CHAN_CACHE (dchannels.c). */
+void dchannels_cache_free(void *cache);
 
 /* Writes error/error_message for an application error. */
 void dctx_fail(struct dctx *c, int code, const char *message);

@@ -10,6 +10,12 @@
 
 static void put(struct dout *o, const void *p, size_t n)
 {
+    if (o->b.len + n < o->b.cap) { /* the common case: no call, no checks */
+        memcpy(o->b.data + o->b.len, p, n);
+        o->b.len += n;
+        o->b.data[o->b.len] = '\0';
+        return;
+    }
     if (!o->failed && tvmw_buf_append(&o->b, p, n) != 0) {
         o->failed = true;
     }
@@ -128,6 +134,9 @@ void dout_init(struct dout *o, bool xml)
 {
     memset(o, 0, sizeof(*o));
     tvmw_buf_init(&o->b, 0);
+    if (tvmw_buf_reserve(&o->b, DOUT_INITIAL_BYTES) != 0) {
+        o->failed = true;
+    }
     o->xml = xml;
     o->first[0] = true;
     puts_(o, xml ? "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<rss>" : "{");
@@ -135,9 +144,17 @@ void dout_init(struct dout *o, bool xml)
 
 void dout_int(struct dout *o, const char *name, int64_t v)
 {
-    char t[24];
-    snprintf(t, sizeof(t), "%" PRId64, v);
-    scalar(o, name, t, false);
+    char t[24], *p = t + sizeof(t) - 1;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    *p = '\0';
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0) {
+        *--p = '-';
+    }
+    scalar(o, name, p, false);
 }
 
 void dout_bool(struct dout *o, const char *name, bool v)

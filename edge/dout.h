@@ -22,7 +22,8 @@
 
 #include "common/buf.h"
 
-#define DOUT_MAX_DEPTH 8
+#define DOUT_MAX_DEPTH     8
+#define DOUT_INITIAL_BYTES (16u << 10) /* most answers fit; lists grow */
 
 struct dout {
     struct tvmw_buf b;
