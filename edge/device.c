@@ -27,8 +27,6 @@
 #include "edge/proto.h"
 
 #define PARAM_MAX_BYTES   256 /* abonement, password, device uid, ... */
-#define MAX_SESSIONS_SEEN 1024
-#define MAX_DEVICES       256
 #define REGISTER_WAIT_MS  5000
 #define LAST_SEEN_SLOTS   4096
 #define LAST_SEEN_HASH    8192 /* a power of two, twice the slots */
@@ -46,27 +44,6 @@ struct last_seen {
     unsigned n;
     uint16_t slot[LAST_SEEN_HASH]; /* open addressing by account: index + 1, 0 = free */
     struct seen e[LAST_SEEN_SLOTS];
-};
-
-/* Sessions this edge opened or ended lately, until the feed brings them
- * back: two logins at one edge then count each other, and a session this
- * edge evicted or closed stops working here at once, also while the
- * control plane is unreachable. A ring: the oldest entries give way. */
-#define RECENT_SLOTS   4096
-#define RECENT_KEEP_MS (10 * 60 * 1000)
-#define RECENT_HASH    65536
-
-struct recent_sess {
-    uint64_t account, session, opened_ms, revoked_ms;
-    bool basic;
-    char uid[130];
-};
-
-struct recent {
-    pthread_mutex_t mu;
-    unsigned next;
-    struct recent_sess e[RECENT_SLOTS];
-    uint16_t per_hash[RECENT_HASH]; /* entries by hash of the account: most are 0 */
 };
 
 /* ---- records ------------------------------------------------------------------------- */
@@ -253,14 +230,14 @@ static uint64_t wall_ms(void)
 }
 
 /* A parameter that counts as given: present, non-empty, bounded. */
-static const char *given(struct dctx *c, const char *name)
+const char *dctx_param(struct dctx *c, const char *name)
 {
     const char *v = dreq_get(&c->q, name);
     return v != NULL && v[0] != '\0' && strlen(v) <= PARAM_MAX_BYTES ? v : NULL;
 }
 
 /* device_uid as §1.1a: "0" and empty mean none; the cookie is a fallback. */
-static const char *device_uid(struct dctx *c, char *buf, size_t cap)
+const char *dctx_device_uid(struct dctx *c, char *buf, size_t cap)
 {
     const char *v = dreq_get(&c->q, "device_uid");
     if (v == NULL) {
@@ -273,7 +250,7 @@ static const char *device_uid(struct dctx *c, char *buf, size_t cap)
 }
 
 /* The abonement as the spec types it: a number when it is one. */
-static void out_abonement(struct dctx *c, const char *name, const char *abon)
+void dctx_out_abonement(struct dctx *c, const char *name, const char *abon)
 {
     size_t n = strlen(abon);
     if (n > 0 && n <= 15 && strspn(abon, "0123456789") == n && (abon[0] != '0' || n == 1)) {
@@ -283,7 +260,7 @@ static void out_abonement(struct dctx *c, const char *name, const char *abon)
     }
 }
 
-static void fmt_date(uint64_t ms, bool with_time, char out[32])
+void dctx_fmt_date(uint64_t ms, bool with_time, char out[32])
 {
     time_t t = (time_t)(ms / 1000);
     struct tm tm;
@@ -291,14 +268,14 @@ static void fmt_date(uint64_t ms, bool with_time, char out[32])
     strftime(out, 32, with_time ? "%Y-%m-%d %H:%M" : "%Y-%m-%d", &tm);
 }
 
-static json_t *new_write(struct dctx *c, const char *op)
+json_t *dctx_new_write(struct dctx *c, const char *op)
 {
     return json_pack("{s:s, s:I, s:I, s:I}", "op", op, "client_id", (json_int_t)c->client_id,
                      "account_id", (json_int_t)c->account_id, "ms", (json_int_t)c->now_ms);
 }
 
 /* Queues w (stolen) for the control plane; false if the journal refused it. */
-static bool journal(struct dctx *c, json_t *w)
+bool dctx_journal(struct dctx *c, json_t *w)
 {
     int rv = w ? edge_journal_append(c->dev->journal, w) : -ENOMEM;
     json_decref(w);
@@ -343,7 +320,7 @@ static bool wants_xml(const json_t *client, const char *device)
 }
 
 /* Device groups of the Billing API: 0 STB, 1 Smart TV, 2 mobile, 3 other. */
-static int device_group(const char *device)
+int dctx_device_group(const char *device)
 {
     static const char *const stb[] = {"android_stb", "dune", "eltex", "tvip",    "mag",
                                       "sagemcom",    "wrt",  "amino", "imaqliq", NULL};
@@ -366,7 +343,7 @@ static bool load_client(struct dctx *c)
     return c->client != NULL;
 }
 
-static bool api_key_ok(struct dctx *c)
+bool dctx_api_key_ok(struct dctx *c)
 {
     const char *k = dreq_get(&c->q, "api_key");
     const char *want = rec_str(c->client, "api_key");
@@ -386,8 +363,6 @@ static json_t *session_record(struct dctx *c, uint64_t account, uint64_t session
     }
     return json_loadb((const char *)v, len, 0, NULL);
 }
-
-static bool recent_revoked(struct edge_device *d, uint64_t account, uint64_t session, uint64_t now);
 
 /* A valid authkey of an existing account of this client, issued after
  * its last "log out everywhere" and not closed or evicted since. */
@@ -426,7 +401,7 @@ static bool load_session(struct dctx *c)
     c->account_id = c->ak.account;
     json_t *s = session_record(c, c->ak.account, c->ak.session);
     bool revoked = (s != NULL && rec_int(s, "revoked_ms", 0) != 0) ||
-                   recent_revoked(c->dev, c->ak.account, c->ak.session, c->now_ms);
+                   dlogin_recent_revoked(c->dev, c->ak.account, c->ak.session, c->now_ms);
     json_decref(s);
     if (revoked) {
         return false;
@@ -435,7 +410,7 @@ static bool load_session(struct dctx *c)
     return true;
 }
 
-static const char *status_reason(const json_t *acc)
+const char *dctx_status_reason(const json_t *acc)
 {
     const char *r = rec_str(acc, "status_reason");
     if (r[0] != '\0') {
@@ -446,7 +421,7 @@ static const char *status_reason(const json_t *acc)
 
 /* ---- last seen ----------------------------------------------------------------------- */
 
-static unsigned hash_u64(uint64_t x)
+unsigned dm_hash_u64(uint64_t x)
 {
     x ^= x >> 33;
     x *= 0xff51afd7ed558ccdull;
@@ -498,7 +473,7 @@ static void last_seen(struct dctx *c, uint64_t device_id)
     if (ls->n == LAST_SEEN_SLOTS) {
         out = last_seen_take_locked(ls, c->now_ms, &n);
     }
-    unsigned h = hash_u64(c->account_id) & (LAST_SEEN_HASH - 1);
+    unsigned h = dm_hash_u64(c->account_id) & (LAST_SEEN_HASH - 1);
     while (ls->slot[h] != 0 && ls->e[ls->slot[h] - 1].account != c->account_id) {
         h = (h + 1) & (LAST_SEEN_HASH - 1);
     }
@@ -515,535 +490,17 @@ static void last_seen(struct dctx *c, uint64_t device_id)
     }
 }
 
-/* ---- login --------------------------------------------------------------------------- */
-
-#define LE_CREDENTIALS 1
-#define LE_INACTIVE    2
-#define LE_SESSION_KEY 3
-#define LE_CLIENT      4
-#define LE_BASIC_FULL  5
-#define LE_OTHER_ACC   6
-#define LE_NO_TARIFF   8
-#define LE_SUBNET      9
-#define LE_NO_BASIC    10
-#define LE_NO_ADDL     11
-#define LE_GROUP       15
-#define LE_UNBIND_ID   27
-
-struct live_session {
-    uint64_t id, opened_ms;
-    bool basic;
-    char uid[130];
-};
-
-struct sess_arg {
-    uint64_t cutoff_ms;
-    size_t n;
-    struct live_session s[MAX_SESSIONS_SEEN];
-};
-
-static int collect_session(void *arg, const uint8_t *key, size_t key_len, const uint8_t *value,
-                           size_t value_len)
-{
-    struct sess_arg *a = arg;
-    if (key_len != 16 || a->n == MAX_SESSIONS_SEEN) {
-        return 0;
-    }
-    json_t *o = json_loadb((const char *)value, value_len, 0, NULL);
-    if (o != NULL && rec_int(o, "revoked_ms", 0) == 0 &&
-        (uint64_t)rec_int(o, "opened_ms", 0) >= a->cutoff_ms) {
-        struct live_session *s = &a->s[a->n++];
-        s->id = tvmw_get_be64(key + 8);
-        s->opened_ms = (uint64_t)rec_int(o, "opened_ms", 0);
-        s->basic = rec_int(o, "basic", 0) != 0;
-        snprintf(s->uid, sizeof(s->uid), "%s", rec_str(o, "device_uid"));
-    }
-    json_decref(o);
-    return 0;
-}
-
-/* The entry of (account, session), or NULL. Under r->mu. */
-static struct recent_sess *recent_find(struct recent *r, uint64_t account, uint64_t session,
-                                       uint64_t now)
-{
-    if (r->per_hash[hash_u64(account) % RECENT_HASH] == 0) {
-        return NULL;
-    }
-    for (unsigned i = 0; i < RECENT_SLOTS; i++) {
-        struct recent_sess *e = &r->e[i];
-        if (e->account == account && e->session == session && now - e->opened_ms < RECENT_KEEP_MS) {
-            return e;
-        }
-    }
-    return NULL;
-}
-
-static void recent_put(struct edge_device *d, uint64_t account, uint64_t session, const char *uid,
-                       bool basic, uint64_t now, bool revoked)
-{
-    struct recent *r = d->recent;
-    pthread_mutex_lock(&r->mu);
-    struct recent_sess *e = recent_find(r, account, session, now);
-    if (e == NULL) {
-        e = &r->e[r->next];
-        r->next = (r->next + 1) % RECENT_SLOTS;
-        if (e->account != 0) {
-            r->per_hash[hash_u64(e->account) % RECENT_HASH]--;
-        }
-        r->per_hash[hash_u64(account) % RECENT_HASH]++;
-        *e = (struct recent_sess){.account = account, .session = session, .basic = basic};
-        snprintf(e->uid, sizeof(e->uid), "%s", uid ? uid : "");
-    }
-    e->opened_ms = now;
-    if (revoked) {
-        e->revoked_ms = now;
-    }
-    pthread_mutex_unlock(&r->mu);
-}
-
-static bool recent_revoked(struct edge_device *d, uint64_t account, uint64_t session, uint64_t now)
-{
-    struct recent *r = d->recent;
-    pthread_mutex_lock(&r->mu);
-    struct recent_sess *e = recent_find(r, account, session, now);
-    bool revoked = e != NULL && e->revoked_ms != 0;
-    pthread_mutex_unlock(&r->mu);
-    return revoked;
-}
-
-/* Adds this edge's recent sessions of the account to a, drops the ones it
- * ended. */
-static void recent_merge(struct edge_device *d, uint64_t account, uint64_t now, struct sess_arg *a)
-{
-    struct recent *r = d->recent;
-    pthread_mutex_lock(&r->mu);
-    for (unsigned i = 0; r->per_hash[hash_u64(account) % RECENT_HASH] != 0 && i < RECENT_SLOTS;
-         i++) {
-        const struct recent_sess *e = &r->e[i];
-        if (e->account != account || now - e->opened_ms >= RECENT_KEEP_MS ||
-            e->opened_ms < a->cutoff_ms) {
-            continue;
-        }
-        size_t k = 0;
-        while (k < a->n && a->s[k].id != e->session) {
-            k++;
-        }
-        if (e->revoked_ms != 0) {
-            if (k < a->n) {
-                a->s[k] = a->s[--a->n];
-            }
-        } else if (k == a->n && a->n < MAX_SESSIONS_SEEN) {
-            struct live_session *s = &a->s[a->n++];
-            s->id = e->session;
-            s->opened_ms = e->opened_ms;
-            s->basic = e->basic;
-            snprintf(s->uid, sizeof(s->uid), "%s", e->uid);
-        }
-    }
-    pthread_mutex_unlock(&r->mu);
-}
-
-static int cmp_opened(const void *a, const void *b)
-{
-    const struct live_session *x = a, *y = b;
-    return x->opened_ms < y->opened_ms ? -1 : x->opened_ms > y->opened_ms;
-}
-
-/* Caller IP inside the account's subnets ("" = anywhere). */
-static bool subnet_ok(struct dctx *c)
-{
-    const char *list = rec_str(c->account, "subnets");
-    struct in_addr ip;
-    if (list[0] == '\0') {
-        return true;
-    }
-    if (inet_pton(AF_INET, dctx_ip(c), &ip) != 1) {
-        return false;
-    }
-    uint32_t a = ntohl(ip.s_addr);
-    char buf[1024];
-    snprintf(buf, sizeof(buf), "%s", list);
-    char *save = NULL;
-    for (char *t = strtok_r(buf, ", ;", &save); t; t = strtok_r(NULL, ", ;", &save)) {
-        char *slash = strchr(t, '/');
-        int bits = 32;
-        if (slash != NULL) {
-            *slash = '\0';
-            bits = atoi(slash + 1);
-        }
-        struct in_addr net;
-        if (bits < 0 || bits > 32 || inet_pton(AF_INET, t, &net) != 1) {
-            continue;
-        }
-        uint32_t mask = bits == 0 ? 0 : ~0u << (32 - bits);
-        if ((a & mask) == (ntohl(net.s_addr) & mask)) {
-            return true;
-        }
-    }
-    return false;
-}
-
-static bool group_allowed(struct dctx *c)
-{
-    const json_t *groups = json_object_get(c->account, "allowed_device_groups");
-    if (!json_is_array(groups) || json_array_size(groups) == 0) {
-        return true;
-    }
-    int g = device_group(c->device);
-    size_t i;
-    const json_t *v;
-    json_array_foreach(groups, i, v)
-    {
-        if (json_is_integer(v) && json_integer_value(v) == g) {
-            return true;
-        }
-    }
-    return false;
-}
-
-/* Limits of the account's tariffs: the most generous one wins; -1 is
- * unlimited. Returns the number of tariffs. */
-static size_t session_limits(struct dctx *c, int64_t *basic, int64_t *addl)
-{
-    uint64_t ids[DE_MAX_TARIFFS];
-    size_t n = dm_account_tariffs(c, ids, DE_MAX_TARIFFS), found = 0;
-    *basic = 0;
-    *addl = 0;
-    for (size_t i = 0; i < n; i++) {
-        json_t *t = dm_get_own(c, EDGE_DB_TARIFFS, ids[i]);
-        if (t == NULL) {
-            continue;
-        }
-        found++;
-        int64_t b = rec_int(t, "basic_sessions_count", 0), s = rec_int(t, "sessions_count", 0);
-        *basic = (*basic < 0 || b < 0) ? -1 : (b > *basic ? b : *basic);
-        *addl = (*addl < 0 || s < 0) ? -1 : (s > *addl ? s : *addl);
-        json_decref(t);
-    }
-    return found;
-}
-
-static void out_device(struct dctx *c, uint64_t id, const json_t *dev, bool with_sessions)
-{
-    char date[32];
-    fmt_date((uint64_t)rec_int(dev, "created_ms", 0), true, date);
-    dout_item_begin(&c->o);
-    dout_int(&c->o, "id", (int64_t)id);
-    dout_str(&c->o, "system_name", rec_str(dev, "system_name"));
-    dout_str(&c->o, "device_uid", rec_str(dev, "device_uid"));
-    dout_str(&c->o, "brand_name", rec_str(dev, "brand_name"));
-    dout_str(&c->o, "device_model", rec_str(dev, "device_model"));
-    dout_bool(&c->o, "status", true);
-    if (with_sessions) {
-        dout_bool(&c->o, "has_active_sessions", false);
-    }
-    dout_str(&c->o, "created_at", date);
-    dout_item_end(&c->o);
-}
-
-static void out_devices(struct dctx *c, bool with_sessions)
-{
-    uint64_t ids[MAX_DEVICES];
-    size_t n = dm_rel(c, "acc_dev", c->account_id, ids, MAX_DEVICES);
-    dout_list_begin(&c->o, "devices");
-    for (size_t i = 0; i < n; i++) {
-        json_t *dev = dm_get(c, EDGE_DB_DEVICES, ids[i]);
-        if (dev != NULL) {
-            out_device(c, ids[i], dev, with_sessions);
-        }
-        json_decref(dev);
-    }
-    dout_list_end(&c->o);
-}
-
-static int out_datacenter(void *arg, const uint8_t *key, size_t key_len, const uint8_t *value,
-                          size_t value_len)
-{
-    struct dctx *c = arg;
-    json_t *o = json_loadb((const char *)value, value_len, 0, NULL);
-    if (key_len == 8 && o != NULL && (uint64_t)rec_int(o, "client_id", 0) == c->client_id) {
-        dout_item_begin(&c->o);
-        dout_int(&c->o, "id", (int64_t)tvmw_get_be64(key));
-        dout_str(&c->o, "name", rec_str(o, "name"));
-        dout_str(&c->o, "location", rec_str(o, "code"));
-        dout_item_end(&c->o);
-    }
-    json_decref(o);
-    return 0;
-}
-
-static void out_datacenters(struct dctx *c)
-{
-    dout_list_begin(&c->o, "data_centers");
-    edge_store_scan(&c->r, EDGE_DB_DATACENTERS, NULL, 0, NULL, 0, out_datacenter, c);
-    dout_list_end(&c->o);
-}
-
-static void login_refused(struct dctx *c, int code, const char *msg)
-{
-    atomic_fetch_add(&c->dev->logins_refused, 1);
-    TVMW_LOG_INFO("device",
-                  "login refused client=%" PRIu64 " account=%" PRIu64
-                  " device=%s ip=%s error=%d reason=%s",
-                  c->client_id, c->account_id, c->device, dctx_ip(c), code, msg);
-    dctx_fail(c, code, msg);
-}
-
-/* Finds the account of the login's credentials (§3.2); 0 and *method. */
-static int login_account(struct dctx *c, const char *uid, const char **method, uint64_t *dev_id)
-{
-    const char *abon = given(c, "abonement"), *pw = dreq_get(&c->q, "password");
-    *dev_id = 0;
-    if (abon != NULL) {
-        c->account_id = dm_uniq(c, "abonement", abon);
-        c->account = dm_get_own(c, EDGE_DB_ACCOUNTS, c->account_id);
-        if (c->account == NULL) {
-            return LE_CREDENTIALS;
-        }
-        if (pw != NULL && pw[0] != '\0') {
-            char hash[65];
-            tvmw_password_hash(rec_str(c->account, "password_salt"), pw, hash);
-            *method = "abonement_password";
-            return tvmw_secret_equal(hash, rec_str(c->account, "password_hash")) &&
-                           rec_str(c->account, "password_hash")[0] != '\0'
-                       ? 0
-                       : LE_CREDENTIALS;
-        }
-        *method = "abonement";
-        return rec_int(c->account, "allow_login_by_abonement", 0) ? 0 : LE_CREDENTIALS;
-    }
-    if (uid != NULL) {
-        *dev_id = dm_uniq(c, "dev_uid", uid);
-        json_t *dev = dm_get_own(c, EDGE_DB_DEVICES, *dev_id);
-        c->account_id = (uint64_t)rec_int(dev, "account_id", 0);
-        json_decref(dev);
-        c->account = dm_get_own(c, EDGE_DB_ACCOUNTS, c->account_id);
-        *method = "device_uid";
-        if (c->account == NULL || !rec_int(c->account, "allow_login_by_device_uid", 1)) {
-            return LE_CREDENTIALS;
-        }
-        return 0;
-    }
-    return LE_CREDENTIALS;
-}
-
-static void dh_login(struct dctx *c)
-{
-    if (c->client == NULL || !api_key_ok(c)) {
-        login_refused(c, LE_CLIENT, "Client does not exist");
-        return;
-    }
-    char uidbuf[160];
-    const char *uid = device_uid(c, uidbuf, sizeof(uidbuf)), *method = "";
-    uint64_t dev_id;
-    int code = login_account(c, uid, &method, &dev_id);
-    if (code != 0) {
-        login_refused(c, code, "Account does not exist");
-        return;
-    }
-    const char *reason = status_reason(c->account);
-    if (!rec_int(c->account, "active", 1) && strcmp(reason, "DEBT") != 0 &&
-        strcmp(reason, "BLOCK") != 0 && strcmp(reason, "WAIT") != 0) {
-        login_refused(c, LE_INACTIVE, "Account is not active");
-        return;
-    }
-    if (!subnet_ok(c)) {
-        login_refused(c, LE_SUBNET, "Login from this network is not allowed");
-        return;
-    }
-    if (!group_allowed(c)) {
-        login_refused(c, LE_GROUP, "Device group is not allowed for this account");
-        return;
-    }
-    int64_t basic_limit, addl_limit;
-    if (session_limits(c, &basic_limit, &addl_limit) == 0) {
-        login_refused(c, LE_NO_TARIFF, "Customer has no tariff");
-        return;
-    }
-    const struct edge_keyring *ring = edge_keyring(&c->r);
-    if (ring == NULL) {
-        login_refused(c, LE_SESSION_KEY, "Session key could not be created");
-        return;
-    }
-
-    /* Which slot the device takes (docs/device-api.md "Sessions"). */
-    bool multi = rec_int(c->account, "allow_multiple_login", 0) != 0;
-    bool basic = false;
-    json_t *register_dev = json_null();
-    uint64_t unbind = 0;
-    if (uid != NULL) {
-        uint64_t bound = dev_id ? dev_id : dm_uniq(c, "dev_uid", uid);
-        json_t *dev = dm_get_own(c, EDGE_DB_DEVICES, bound);
-        if (dev != NULL && (uint64_t)rec_int(dev, "account_id", 0) != c->account_id) {
-            json_decref(dev);
-            login_refused(c, LE_OTHER_ACC, "Device is bound to another account");
-            return;
-        }
-        if (dev != NULL) {
-            basic = true;
-            dev_id = bound;
-        } else if (basic_limit != 0) {
-            uint64_t ids[MAX_DEVICES];
-            int64_t bound_n = (int64_t)dm_rel(c, "acc_dev", c->account_id, ids, MAX_DEVICES);
-            int64_t want;
-            if (dreq_int(&c->q, "device_id_for_unbinding", &want)) {
-                if (want <= 0 || !dm_rel_has(c, "acc_dev", c->account_id, (uint64_t)want)) {
-                    login_refused(c, LE_UNBIND_ID, "Wrong device_id_for_unbinding");
-                    return;
-                }
-                unbind = (uint64_t)want;
-                bound_n--;
-            }
-            if (basic_limit > 0 && bound_n >= basic_limit && !multi) {
-                atomic_fetch_add(&c->dev->logins_refused, 1);
-                dctx_fail(c, LE_BASIC_FULL, "Too many basic devices");
-                out_devices(c, true);
-                return;
-            }
-            basic = true;
-            register_dev = json_pack(
-                "{s:s, s:s, s:s, s:s, s:s}", "system_name", c->device, "device_uid", uid,
-                "brand_name", given(c, "brand_name") ? given(c, "brand_name") : "", "device_model",
-                given(c, "device_model") ? given(c, "device_model") : "", "serial_number",
-                given(c, "device_serial") ? given(c, "device_serial") : "");
-        }
-        json_decref(dev);
-    }
-    if (!basic && !multi && addl_limit == 0) {
-        json_decref(register_dev);
-        login_refused(c, basic_limit == 0 ? LE_NO_ADDL : LE_NO_BASIC,
-                      "Login from this device is not allowed by the tariff");
-        return;
-    }
-
-    /* Sessions it replaces: this device's earlier ones, then the oldest
-     * additional ones beyond the limit (§3.3). */
-    struct sess_arg *sa = dctx_scratch(c, DS_SESSIONS, sizeof(*sa));
-    if (sa == NULL) {
-        json_decref(register_dev);
-        login_refused(c, LE_SESSION_KEY, "Session key could not be created");
-        return;
-    }
-    uint8_t prefix[8];
-    tvmw_put_be64(prefix, c->account_id);
-    sa->n = 0;
-    sa->cutoff_ms = (uint64_t)rec_int(c->account, "logout_before_ms", 0);
-    edge_store_scan(&c->r, EDGE_DB_DSESS, prefix, 8, NULL, 0, collect_session, sa);
-    recent_merge(c->dev, c->account_id, c->now_ms, sa);
-    qsort(sa->s, sa->n, sizeof(sa->s[0]), cmp_opened);
-    json_t *evict = json_array();
-    int64_t addl_live = 0;
-    for (size_t i = 0; i < sa->n; i++) {
-        if (uid != NULL && strcmp(sa->s[i].uid, uid) == 0) {
-            json_array_append_new(evict, json_sprintf("%016" PRIx64, sa->s[i].id));
-            recent_put(c->dev, c->account_id, sa->s[i].id, NULL, false, c->now_ms, true);
-            sa->s[i].id = 0;
-        } else if (!sa->s[i].basic) {
-            addl_live++;
-        }
-    }
-    for (size_t i = 0; !basic && !multi && addl_limit > 0 && i < sa->n; i++) {
-        if (sa->s[i].id != 0 && !sa->s[i].basic && addl_live >= addl_limit) {
-            json_array_append_new(evict, json_sprintf("%016" PRIx64, sa->s[i].id));
-            recent_put(c->dev, c->account_id, sa->s[i].id, NULL, false, c->now_ms, true);
-            addl_live--;
-        }
-    }
-
-    /* The session: the key first, then the durable record of it. */
-    char gen_uid[40];
-    if (uid == NULL) {
-        uint8_t rnd[16];
-        RAND_bytes(rnd, sizeof(rnd));
-        tvmw_hex_encode(rnd, sizeof(rnd), gen_uid);
-        uid = gen_uid;
-    }
-    c->ak = (struct edge_authkey){.basic = basic,
-                                  .client = (uint32_t)c->client_id,
-                                  .account = c->account_id,
-                                  .issued_ms = c->now_ms};
-    do {
-        RAND_bytes((uint8_t *)&c->ak.session, sizeof(c->ak.session));
-    } while (c->ak.session == 0);
-    edge_authkey_issue(ring, &c->ak, c->authkey);
-    if (unbind != 0) {
-        json_t *w = new_write(c, "device_delete");
-        json_object_set_new(w, "device_id", json_integer((json_int_t)unbind));
-        journal(c, w);
-    }
-    json_t *w = new_write(c, "session_open");
-    if (w != NULL) {
-        json_object_set_new(w, "sess_id", json_sprintf("%016" PRIx64, c->ak.session));
-        json_object_set_new(w, "device_uid", json_string(uid));
-        json_object_set_new(w, "device", json_string(c->device));
-        json_object_set_new(w, "basic", json_integer(basic));
-        json_object_set_new(w, "ip", json_string(dctx_ip(c)));
-        json_object_set_new(w, "edge", json_string(c->dev->self->id));
-        json_object_set_new(w, "register_device", register_dev);
-        json_object_set_new(w, "evict", evict);
-        register_dev = evict = NULL;
-    }
-    json_decref(register_dev);
-    json_decref(evict);
-    if (!journal(c, w)) {
-        login_refused(c, LE_SESSION_KEY, "Session key could not be created");
-        return;
-    }
-    recent_put(c->dev, c->account_id, c->ak.session, uid, basic, c->now_ms, false);
-    if (rec_int(c->account, "active", 1) && dreq_flag(&c->q, "reset_block_status_reason", 0) &&
-        strcmp(reason, "BLOCK") == 0) {
-        /* Unblocking is the operator's (billing's) decision in tvmw: the
-         * flag is accepted and the state reported unchanged. */
-    }
-    atomic_fetch_add(&c->dev->logins_ok, 1);
-    TVMW_LOG_INFO("device",
-                  "login client=%" PRIu64 " account=%" PRIu64 " method=%s device=%s basic=%d ip=%s",
-                  c->client_id, c->account_id, method, c->device, basic, dctx_ip(c));
-
-    json_t *settings = dm_get(c, EDGE_DB_ACC_SETTINGS, c->account_id);
-    json_t *dc = json_object_get(c->account, "data_center");
-    dout_int(&c->o, "error", 0);
-    dout_str(&c->o, "error_message", "");
-    dout_str(&c->o, "authkey", c->authkey);
-    dout_int(&c->o, "utc_time", (int64_t)(c->now_ms / 1000));
-    out_abonement(c, "abonement", rec_str(c->account, "abonement"));
-    dout_int(&c->o, "account_id", (int64_t)c->account_id);
-    dout_int(&c->o, "customer_id", rec_int(c->account, "customer_id", 0));
-    dout_str(&c->o, "customer_ext_id", "");
-    dout_str(&c->o, "contract_number", "");
-    dout_str(&c->o, "firstname", "");
-    dout_str(&c->o, "lastname", "");
-    dout_str(&c->o, "meta", "");
-    dout_str(&c->o, "currency", "");
-    dout_str(&c->o, "ip_address", dctx_ip(c));
-    dout_int(&c->o, "activation_days_left", 0);
-    char pc[24];
-    snprintf(pc, sizeof(pc), "%" PRId64, rec_int(c->account, "parent_code", 0));
-    dout_str(&c->o, "parent_code", pc);
-    dout_int(&c->o, "last_channel", rec_int(settings, "last_channel", -1));
-    dout_str(&c->o, "device_uid", uid);
-    dout_bool(&c->o, "reset_settings", false);
-    dout_str(&c->o, "template", rec_str(json_object_get(c->client, "settings"), "template"));
-    dout_int(&c->o, "use_timeshift", rec_int(c->account, "use_timeshift", 0));
-    dout_str(&c->o, "status_reason", reason);
-    dout_int(&c->o, "data_center_id", json_is_integer(dc) ? json_integer_value(dc) : -1);
-    out_datacenters(c);
-    json_decref(settings);
-    snprintf(c->cookie[0], sizeof(c->cookie[0]), "authkey=%s; Path=/", c->authkey);
-    snprintf(c->cookie[1], sizeof(c->cookie[1]), "device_uid=%s; Path=/", uid);
-}
-
 /* ---- session-bound calls ---------------------------------------------------------------- */
 
 static void dh_logout(struct dctx *c)
 {
-    json_t *w = new_write(c, "session_close");
+    json_t *w = dctx_new_write(c, "session_close");
     json_object_set_new(w, "sess_id", json_sprintf("%016" PRIx64, c->ak.session));
-    if (!journal(c, w)) {
+    if (!dctx_journal(c, w)) {
         dctx_fail(c, 1, "Logout could not be saved, try again");
         return;
     }
-    recent_put(c->dev, c->account_id, c->ak.session, NULL, c->ak.basic, c->now_ms, true);
+    dlogin_recent_put(c->dev, c->account_id, c->ak.session, NULL, c->ak.basic, c->now_ms, true);
     dctx_fail(c, 0, "");
     snprintf(c->cookie[0], sizeof(c->cookie[0]),
              "authkey=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT");
@@ -1057,8 +514,8 @@ struct msg_arg {
 
 static void scan_messages(struct dctx *c, struct msg_arg *a)
 {
-    uint64_t ids[MAX_DEVICES];
-    size_t n = dm_rel(c, "acc_msg", c->account_id, ids, MAX_DEVICES);
+    uint64_t ids[DE_MAX_DEVICES];
+    size_t n = dm_rel(c, "acc_msg", c->account_id, ids, DE_MAX_DEVICES);
     for (size_t i = 0; i < n; i++) {
         json_t *m = dm_get(c, EDGE_DB_MESSAGES, ids[i]);
         if (m != NULL && !rec_int(m, "was_read", 0)) {
@@ -1097,7 +554,7 @@ static void dh_account_status(struct dctx *c)
     dout_int(&c->o, "error", 0);
     dout_str(&c->o, "error_message", "");
     dout_int(&c->o, "status", active ? 0 : 2);
-    dout_str(&c->o, "status_reason", status_reason(c->account));
+    dout_str(&c->o, "status_reason", dctx_status_reason(c->account));
     dout_int(&c->o, "is_active", active);
     dout_int(&c->o, "utc_time", (int64_t)(c->now_ms / 1000));
     dout_int(&c->o, "has_new_messages", ma.any_unread);
@@ -1124,7 +581,7 @@ static void dh_account_status(struct dctx *c)
     }
     uint64_t dev = 0;
     char uidbuf[160];
-    const char *uid = device_uid(c, uidbuf, sizeof(uidbuf));
+    const char *uid = dctx_device_uid(c, uidbuf, sizeof(uidbuf));
     if (uid != NULL && c->ak.basic) {
         dev = dm_uniq(c, "dev_uid", uid);
     }
@@ -1214,9 +671,9 @@ static void id_param(struct dctx *c, json_t *w, const char *param, const char *k
 
 static void dh_settings_save(struct dctx *c)
 {
-    json_t *w = new_write(c, "settings_save");
+    json_t *w = dctx_new_write(c, "settings_save");
     int64_t v;
-    const char *pc = given(c, "parent_code");
+    const char *pc = dctx_param(c, "parent_code");
     if (pc != NULL) {
         if (strspn(pc, "0123456789") != strlen(pc) || strlen(pc) > 8) {
             json_decref(w);
@@ -1275,7 +732,7 @@ static void dh_settings_save(struct dctx *c)
         json_object_set_new(w, "favorites", fav);
         json_object_set_new(w, "parent_locked", lock);
     }
-    if (!journal(c, w)) {
+    if (!dctx_journal(c, w)) {
         dctx_fail(c, 1, "Settings were not saved");
         return;
     }
@@ -1307,7 +764,7 @@ static void out_message_tail(struct dctx *c, const json_t *m, bool was_read)
     uint64_t ms = (uint64_t)rec_int(m, "created_ms", 0);
     if (c->xml) {
         char d[32];
-        fmt_date(ms, true, d);
+        dctx_fmt_date(ms, true, d);
         dout_str(&c->o, "created_at", d);
     } else {
         dout_int(&c->o, "created_at", (int64_t)(ms / 1000));
@@ -1318,8 +775,8 @@ static void out_message_tail(struct dctx *c, const json_t *m, bool was_read)
 
 static void dh_message_list(struct dctx *c)
 {
-    uint64_t ids[MAX_DEVICES];
-    size_t n = dm_rel(c, "acc_msg", c->account_id, ids, MAX_DEVICES);
+    uint64_t ids[DE_MAX_DEVICES];
+    size_t n = dm_rel(c, "acc_msg", c->account_id, ids, DE_MAX_DEVICES);
     dctx_fail(c, 0, "");
     dout_list_begin(&c->o, "messages");
     for (size_t i = n; i-- > 0;) { /* newest first */
@@ -1343,9 +800,9 @@ static void dh_message_detail(struct dctx *c)
         dctx_fail(c, 1, "Message not found");
         return;
     }
-    json_t *w = new_write(c, "message_read");
+    json_t *w = dctx_new_write(c, "message_read");
     json_object_set_new(w, "message_id", json_integer((json_int_t)id));
-    journal(c, w);
+    dctx_journal(c, w);
     dctx_fail(c, 0, "");
     out_message_head(c, id, m);
     dout_str(&c->o, "text", rec_str(m, "text"));
@@ -1357,7 +814,7 @@ static void dh_message_detail(struct dctx *c)
 static void dh_message_delete(struct dctx *c)
 {
     const char *uuid = dreq_get(&c->q, "uuid");
-    json_t *w = new_write(c, "message_delete");
+    json_t *w = dctx_new_write(c, "message_delete");
     if (uuid != NULL && strcmp(uuid, "all") == 0) {
         json_object_set_new(w, "message_id", json_string("all"));
     } else {
@@ -1371,7 +828,7 @@ static void dh_message_delete(struct dctx *c)
         json_decref(m);
         json_object_set_new(w, "message_id", json_integer((json_int_t)id));
     }
-    if (!journal(c, w)) {
+    if (!dctx_journal(c, w)) {
         dctx_fail(c, 1, "Message was not deleted, try again");
         return;
     }
@@ -1381,7 +838,7 @@ static void dh_message_delete(struct dctx *c)
 static void dh_device_list(struct dctx *c)
 {
     dctx_fail(c, 0, "");
-    out_devices(c, false);
+    dctx_out_devices(c, false);
 }
 
 static void dh_device_delete(struct dctx *c)
@@ -1392,9 +849,9 @@ static void dh_device_delete(struct dctx *c)
         dctx_fail(c, 1, "Device not found");
         return;
     }
-    json_t *w = new_write(c, "device_delete");
+    json_t *w = dctx_new_write(c, "device_delete");
     json_object_set_new(w, "device_id", json_integer(id));
-    if (!journal(c, w)) {
+    if (!dctx_journal(c, w)) {
         dctx_fail(c, 1, "Device was not deleted, try again");
         return;
     }
@@ -1406,7 +863,7 @@ static void dh_device_delete(struct dctx *c)
 static void dh_device_exists(struct dctx *c)
 {
     char uidbuf[160];
-    const char *uid = device_uid(c, uidbuf, sizeof(uidbuf));
+    const char *uid = dctx_device_uid(c, uidbuf, sizeof(uidbuf));
     if (uid == NULL) {
         dctx_fail(c, 1, "device_uid is required");
         return;
@@ -1440,8 +897,8 @@ static void dh_register(struct dctx *c)
         return;
     }
     char uidbuf[160];
-    const char *uid = device_uid(c, uidbuf, sizeof(uidbuf));
-    const char *phone = given(c, "mobile_phone_number");
+    const char *uid = dctx_device_uid(c, uidbuf, sizeof(uidbuf));
+    const char *phone = dctx_param(c, "mobile_phone_number");
     if (uid == NULL && phone == NULL) {
         dctx_fail(c, 7, "mobile_phone_number or device_uid is required");
         return;
@@ -1452,7 +909,7 @@ static void dh_register(struct dctx *c)
     }
     /* The clear password exists only in this answer (docs/device-api.md). */
     char pw[16], salt[33], hash[65];
-    const char *given_pw = given(c, "password");
+    const char *given_pw = dctx_param(c, "password");
     uint8_t rnd[20];
     RAND_bytes(rnd, sizeof(rnd));
     if (given_pw != NULL && strlen(given_pw) <= 64) {
@@ -1471,8 +928,8 @@ static void dh_register(struct dctx *c)
     if (phone != NULL) {
         json_object_set_new(w, "mobile_phone_number", json_string(phone));
     }
-    if (given(c, "device_model") != NULL) {
-        json_object_set_new(w, "device_model", json_string(given(c, "device_model")));
+    if (dctx_param(c, "device_model") != NULL) {
+        json_object_set_new(w, "device_model", json_string(dctx_param(c, "device_model")));
     }
     /* The call waits for the control plane: one at a time, so that
      * registrations never hold more than one of the pool's threads. */
@@ -1497,7 +954,7 @@ static void dh_register(struct dctx *c)
     /* Compact order "abonement":X,"password":Y is what clients read (§1.1a). */
     dout_int(&c->o, "error", 0);
     dout_str(&c->o, "error_message", "");
-    out_abonement(c, "abonement", rec_str(res, "abonement"));
+    dctx_out_abonement(c, "abonement", rec_str(res, "abonement"));
     dout_str(&c->o, "password", pw);
     dout_str(&c->o, "captcha_url", "");
     dout_str(&c->o, "confirmation_phone", "");
@@ -1654,7 +1111,7 @@ bool edge_device_handle(struct edge_device *d, struct tvmw_http_req *req)
     if (rt->auth == AUTH_SESSION && !have_session) {
         atomic_fetch_add(&d->sessions_refused, 1);
         dctx_fail(c, DE_NO_SESSION, "Authorization required");
-    } else if (rt->auth == AUTH_API_KEY && (!have_client || !api_key_ok(c))) {
+    } else if (rt->auth == AUTH_API_KEY && (!have_client || !dctx_api_key_ok(c))) {
         dctx_fail(c, DE_NO_SESSION, "Wrong client_id or api_key");
     } else {
         c->have_session = have_session;
@@ -1674,14 +1131,13 @@ int edge_device_new(const struct edge_device_opts *opts, struct edge_device **ou
 {
     struct edge_device *d = calloc(1, sizeof(*d));
     if (d == NULL || (d->seen = calloc(1, sizeof(*d->seen))) == NULL ||
-        (d->recent = calloc(1, sizeof(*d->recent))) == NULL) {
+        dlogin_recent_new(&d->recent) != 0) {
         if (d != NULL) {
             free(d->seen);
         }
         free(d);
         return -ENOMEM;
     }
-    pthread_mutex_init(&d->recent->mu, NULL);
     for (int i = 0; i < DS_N; i++) {
         pthread_key_create(&d->scratch[i], i == DS_CHAN_CACHE ? dchannels_cache_free : free);
     }
@@ -1708,11 +1164,10 @@ void edge_device_free(struct edge_device *d)
     }
     pthread_mutex_destroy(&d->seen->mu);
     free(d->seen);
-    pthread_mutex_destroy(&d->recent->mu);
+    dlogin_recent_free(d->recent);
     for (int i = 0; i < DS_N; i++) {
         pthread_key_delete(d->scratch[i]);
     }
-    free(d->recent);
     free(d);
 }
 

@@ -23,6 +23,7 @@
 #define DE_NO_SESSION  403
 #define DE_NOT_FOUND   404
 #define DE_MAX_TARIFFS 64
+#define DE_MAX_DEVICES 256 /* bound devices, messages of an account */
 
 /* Per-thread working memory of the handlers (large arrays that would not
  * fit a stack), freed when the thread exits. */
@@ -101,6 +102,39 @@ const char *dctx_ip(struct dctx *c);
 void *dctx_scratch(struct dctx *c, enum dscratch which, size_t size);
 /* Destructor of DS_CHAN_CACHE (dchannels.c). */
 void dchannels_cache_free(void *cache);
+
+/* ---- helpers of the handlers (device.c) ---- */
+
+/* A parameter that counts as given: present, non-empty, at most 256 bytes. */
+const char *dctx_param(struct dctx *c, const char *name);
+/* device_uid (or its cookie) as §1.1a: NULL for none, "0" and empty. */
+const char *dctx_device_uid(struct dctx *c, char *buf, size_t cap);
+/* "YYYY-mm-dd HH:MM" (with_time) or "YYYY-mm-dd", UTC. */
+void dctx_fmt_date(uint64_t ms, bool with_time, char out[32]);
+/* A device write of the session's account, stamped now (docs/edge-protocol.md). */
+json_t *dctx_new_write(struct dctx *c, const char *op);
+/* Queues w (stolen) for the control plane; false if the journal refused it. */
+bool dctx_journal(struct dctx *c, json_t *w);
+/* The abonement as the spec types it: a number when it is one. */
+void dctx_out_abonement(struct dctx *c, const char *name, const char *abon);
+const char *dctx_status_reason(const json_t *account);
+bool dctx_api_key_ok(struct dctx *c);
+/* Billing API device group of a device type: 0 STB, 1 Smart TV, 2 mobile, 3 other. */
+int dctx_device_group(const char *device);
+unsigned dm_hash_u64(uint64_t x);
+
+/* ---- login and sessions (dlogin.c) ---- */
+
+void dh_login(struct dctx *c);
+/* The bound devices of the session's account as the list "devices". */
+void dctx_out_devices(struct dctx *c, bool with_sessions);
+int dlogin_recent_new(struct recent **out);
+void dlogin_recent_free(struct recent *r);
+/* Records a session this edge opened (revoked false) or ended. */
+void dlogin_recent_put(struct edge_device *d, uint64_t account, uint64_t session, const char *uid,
+                       bool basic, uint64_t now, bool revoked);
+/* True if this edge ended the session lately. */
+bool dlogin_recent_revoked(struct edge_device *d, uint64_t account, uint64_t session, uint64_t now);
 
 /* Writes error/error_message for an application error. */
 void dctx_fail(struct dctx *c, int code, const char *message);

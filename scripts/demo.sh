@@ -79,13 +79,28 @@ for c in b["customers"]:
         print("    abonement %s  password %s  (customer %s)" % (a["abonement"], a["password"], c["ext_id"]))
         n+=1
         if n==3: sys.exit(0)' "$BUNDLE" 2>/dev/null || true)
+read -r ABON PW < <(python3 -c '
+import json,sys
+b=json.load(open(sys.argv[1]))
+a=b["customers"][0]["accounts"][0]
+print(a["abonement"], a["password"])' "$BUNDLE")
+DAPI=http://127.0.0.1:8201/tvmiddleware/api
+AUTHKEY=""
+for _ in $(seq 1 50); do
+  AUTHKEY=$(curl -s "$DAPI/login/?client_id=$CID&api_key=$DKEY&abonement=$ABON&password=$PW&device=android" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin).get("authkey") or "")' 2>/dev/null || true)
+  [ -n "$AUTHKEY" ] && break
+  sleep 0.2
+done
+CID1=$("$CTL" --json catalog list channels --client 1 --stale |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["channels"][0]["id"])' 2>/dev/null || echo 1)
 
 cat <<TXT
 
 tvmw demo cluster is running.
 
   control-plane nodes   http://127.0.0.1:8101  http://127.0.0.1:8102  http://127.0.0.1:8103
-  edge                  http://127.0.0.1:8201  (follows the control plane; device API to come)
+  edge                  http://127.0.0.1:8201  (follows the control plane, serves the device API)
   admin token           $TOKEN
   sample client         client_id $CID
     billing API key     $BKEY
@@ -119,6 +134,18 @@ print(call("tariff/list")[:300])
 print(call("customer/info", ext_id="C-1"))
 print(call("transaction/create", customer_id="1", id="DEMO-TX-1", amount="100", processed="1"))
 PY
+
+  # The device API at the edge (Smarty TVMiddleware API): JSON for android, <rss> XML for mag.
+  # A session was opened for account $ABON: authkey $AUTHKEY
+  curl -s "$DAPI/login/?client_id=$CID&api_key=$DKEY&abonement=$ABON&password=$PW&device=android"
+  curl -s "$DAPI/account/status/?client_id=$CID&authkey=$AUTHKEY&device=android"
+  curl -s "$DAPI/channel/list/?client_id=$CID&authkey=$AUTHKEY&device=mag&compact=1" | head -c 700; echo
+  curl -s "$DAPI/category/list/?client_id=$CID&authkey=$AUTHKEY"
+  curl -s "$DAPI/channel/url/?client_id=$CID&authkey=$AUTHKEY&cid=$CID1&redirect=0"
+  curl -si "$DAPI/channel/url/?client_id=$CID&authkey=$AUTHKEY&cid=$CID1" | grep -i '^location'
+  curl -s "$DAPI/customer/info/?client_id=$CID&authkey=$AUTHKEY"
+  curl -s "$DAPI/health/check/?check_db_conn=1"
+  # Kill the three control-plane nodes: the edge keeps logging devices in and serving.
 
   $CTL cluster transfer          # move leadership to another node
   kill -9 <pid of the leader>   # pids: ${pids[*]}; writes go on through the others

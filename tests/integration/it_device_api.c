@@ -480,6 +480,23 @@ static void check_channels(const char *key)
                   strstr(r.headers, "Location: http://s1.dc1.example/second/") != NULL,
               "redirect by default: %ld %s", r.status, r.headers);
     it_resp_close(&r);
+    /* A service found down (probes, or by hand as here) is routed around
+     * at every edge as fast as the feed. */
+    char path[128];
+    it_fmt(path, sizeof(path), "/admin/v1/clients/1/streaming-services/%lld", svc1);
+    admin("PATCH", path, "{\"health\":\"down\"}", 200, NULL);
+    uint64_t t0 = it_now_ms();
+    for (;;) {
+        u1 = channel_uri(&e1, key, ch_a, "");
+        bool moved = strncmp(u1, "http://s2.dc2.example/", 22) == 0;
+        free(u1);
+        if (moved) {
+            break;
+        }
+        IT_ASSERT(it_now_ms() - t0 < VISIBLE_MS, "a down service still routed to");
+        it_sleep_ms(10);
+    }
+    admin("PATCH", path, "{\"health\":\"up\"}", 200, NULL);
     json_decref(
         dcall(&e1, 1, "channel/url/?client_id=1&authkey=%s&cid=%lld&redirect=0", key, ch_c));
     json_decref(dcall(&e1, 404, "channel/url/?client_id=1&authkey=%s&cid=99999&redirect=0", key));
