@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "common/bytes.h"
 #include "common/err.h"
 #include "controlplane/billing.h"
@@ -360,41 +361,125 @@ static const char *check_entry(json_t *e, uint64_t *ch, int64_t *from, int64_t *
     return NULL;
 }
 
-static int put_program(struct cp_apply *a, uint64_t client, uint64_t ch, uint64_t id, json_t *p,
-                       const MDB_val *old, struct counts *n)
+/* Appends s as a JSON string, escaped exactly as jansson's compact dump
+ * escapes it (so records written before and after compare equal). */
+static int json_str_append(struct tvmw_buf *b, const char *s, size_t n)
 {
-    json_t *rec =
-        json_pack("{s:I, s:I, s:I, s:I, s:I, s:O, s:O, s:O, s:O, s:O, s:O, s:O}", "id",
-                  (json_int_t)id, "client_id", (json_int_t)client, "channel_id", (json_int_t)ch,
-                  "begin_time", json_integer_value(json_array_get(p, 0)), "end_time",
-                  json_integer_value(json_array_get(p, 1)), "name", json_array_get(p, 2),
-                  "short_name", json_array_get(p, 3), "description", json_array_get(p, 4),
-                  "category", json_array_get(p, 5), "preview", json_array_get(p, 6), "rating",
-                  json_array_get(p, 7), "meta", json_array_get(p, 8));
-    char *text = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
-    json_decref(rec);
-    if (text == NULL) {
-        return -ENOMEM;
-    }
-    size_t len = strlen(text);
-    int rv = 0;
-    if (old != NULL && old->mv_size == len && memcmp(old->mv_data, text, len) == 0) {
-        n->unchanged++; /* nothing for edges either */
-    } else {
-        uint8_t key[CP_EPG_KEY_SIZE];
-        cp_epg_program_key(key, ch, (uint64_t)json_integer_value(json_array_get(p, 0)));
-        MDB_val k = {.mv_size = sizeof(key), .mv_data = key}, v = {.mv_size = len, .mv_data = text};
-        rv = err_from_mdb(mdb_put(a->txn, a->db->programs, &k, &v, 0));
+    int rv = tvmw_buf_append(b, "\"", 1);
+    size_t run = 0;
+    for (size_t i = 0; i < n && rv == 0; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            continue;
+        }
+        rv = tvmw_buf_append(b, s + run, i - run);
+        run = i + 1;
+        char esc[8];
+        switch (c) {
+        case '"':
+            memcpy(esc, "\\\"", 3);
+            break;
+        case '\\':
+            memcpy(esc, "\\\\", 3);
+            break;
+        case '\b':
+            memcpy(esc, "\\b", 3);
+            break;
+        case '\f':
+            memcpy(esc, "\\f", 3);
+            break;
+        case '\n':
+            memcpy(esc, "\\n", 3);
+            break;
+        case '\r':
+            memcpy(esc, "\\r", 3);
+            break;
+        case '\t':
+            memcpy(esc, "\\t", 3);
+            break;
+        default:
+            snprintf(esc, sizeof(esc), "\\u%04X", c);
+            break;
+        }
         if (rv == 0) {
-            rv = cp_changelog_note(a->txn, a->db->programs, &k, &v);
-        }
-        if (old != NULL) {
-            n->updated++;
-        } else {
-            n->inserted++;
+            rv = tvmw_buf_append(b, esc, strlen(esc));
         }
     }
-    free(text);
+    if (rv == 0) {
+        rv = tvmw_buf_append(b, s + run, n - run);
+    }
+    return rv == 0 ? tvmw_buf_append(b, "\"", 1) : rv;
+}
+
+/* The stored record of a programme (the text json_dumps(JSON_COMPACT)
+ * would give for the object, built directly: an import writes hundreds
+ * of thousands of them). */
+static int program_record(struct tvmw_buf *b, uint64_t id, uint64_t client, uint64_t ch, json_t *p)
+{
+    static const char *const keys[] = {"name",    "short_name", "description", "category",
+                                       "preview", "rating",     "meta"};
+    b->len = 0;
+    int rv =
+        tvmw_buf_printf(b,
+                        "{\"id\":%llu,\"client_id\":%llu,\"channel_id\":%llu,"
+                        "\"begin_time\":%lld,\"end_time\":%lld",
+                        (unsigned long long)id, (unsigned long long)client, (unsigned long long)ch,
+                        (long long)json_integer_value(json_array_get(p, 0)),
+                        (long long)json_integer_value(json_array_get(p, 1)));
+    for (size_t k = 0; k < 7 && rv == 0; k++) {
+        json_t *v = json_array_get(p, k + 2);
+        if ((rv = tvmw_buf_printf(b, ",\"%s\":", keys[k])) == 0) {
+            rv = json_str_append(b, json_string_value(v), json_string_length(v));
+        }
+    }
+    return rv == 0 ? tvmw_buf_append(b, "}", 1) : rv;
+}
+
+/* The id of a stored programme: records start with {"id":N, (written
+ * above); anything else is parsed. 0 if there is none. */
+static uint64_t stored_id(const MDB_val *v)
+{
+    const char *s = v->mv_data;
+    uint64_t id = 0;
+    size_t i = 6;
+    if (v->mv_size > 7 && memcmp(s, "{\"id\":", 6) == 0) {
+        while (i < v->mv_size && i < 26 && s[i] >= '0' && s[i] <= '9') {
+            id = id * 10 + (uint64_t)(s[i++] - '0');
+        }
+        if (i < v->mv_size && s[i] == ',') {
+            return id;
+        }
+    }
+    json_t *o = json_loadb(v->mv_data, v->mv_size, 0, NULL);
+    json_int_t j = json_integer_value(json_object_get(o, "id"));
+    json_decref(o);
+    return j > 0 ? (uint64_t)j : 0;
+}
+
+static int put_program(struct cp_apply *a, struct tvmw_buf *b, uint64_t client, uint64_t ch,
+                       uint64_t id, json_t *p, const MDB_val *old, struct counts *n)
+{
+    int rv = program_record(b, id, client, ch, p);
+    if (rv != 0) {
+        return rv;
+    }
+    if (old != NULL && old->mv_size == b->len && memcmp(old->mv_data, b->data, b->len) == 0) {
+        n->unchanged++; /* nothing for edges either */
+        return 0;
+    }
+    uint8_t key[CP_EPG_KEY_SIZE];
+    cp_epg_program_key(key, ch, (uint64_t)json_integer_value(json_array_get(p, 0)));
+    MDB_val k = {.mv_size = sizeof(key), .mv_data = key},
+            v = {.mv_size = b->len, .mv_data = b->data};
+    rv = err_from_mdb(mdb_put(a->txn, a->db->programs, &k, &v, 0));
+    if (rv == 0) {
+        rv = cp_changelog_note(a->txn, a->db->programs, &k, &v);
+    }
+    if (old != NULL) {
+        n->updated++;
+    } else {
+        n->inserted++;
+    }
     return rv;
 }
 
@@ -412,6 +497,8 @@ static int replace_range(struct cp_apply *a, uint64_t client, uint64_t ch, int64
     size_t i = 0, np = json_array_size(progs);
     uint64_t pos = (uint64_t)from;
     int rv = 0;
+    struct tvmw_buf rec;
+    tvmw_buf_init(&rec, 0);
     for (;;) {
         uint8_t key[CP_EPG_KEY_SIZE];
         cp_epg_program_key(key, ch, pos);
@@ -446,29 +533,21 @@ static int replace_range(struct cp_apply *a, uint64_t client, uint64_t ch, int64
         }
         uint64_t id = 0;
         if (old_b == new_b) {
-            /* Same slot: the programme keeps its id. Copy the old value
-             * out before the put. */
-            json_t *o = json_loadb(v.mv_data, v.mv_size, 0, NULL);
-            id = o ? (uint64_t)json_integer_value(json_object_get(o, "id")) : 0;
-            json_decref(o);
-            void *copy = malloc(v.mv_size ? v.mv_size : 1);
-            if (copy == NULL) {
-                rv = -ENOMEM;
-                break;
-            }
-            memcpy(copy, v.mv_data, v.mv_size);
-            MDB_val old = {.mv_size = v.mv_size, .mv_data = copy};
+            /* Same slot: the programme keeps its id. The record is built
+             * before the put, so the old value is still valid when it is
+             * compared. */
+            MDB_val old = v;
+            id = stored_id(&old);
             if (id == 0) {
                 rv = cp_counter_next(a, COUNTER_PROGRAM, &id);
             }
             if (rv == 0) {
-                rv = put_program(a, client, ch, id, p, &old, n);
+                rv = put_program(a, &rec, client, ch, id, p, &old, n);
             }
-            free(copy);
         } else {
             rv = cp_counter_next(a, COUNTER_PROGRAM, &id);
             if (rv == 0) {
-                rv = put_program(a, client, ch, id, p, NULL, n);
+                rv = put_program(a, &rec, client, ch, id, p, NULL, n);
             }
         }
         if (rv != 0) {
@@ -478,6 +557,7 @@ static int replace_range(struct cp_apply *a, uint64_t client, uint64_t ch, int64
         pos = new_b + 1;
     }
     mdb_cursor_close(cur);
+    tvmw_buf_close(&rec);
     return rv;
 }
 

@@ -644,7 +644,6 @@ static int propose_batch(struct import *im)
         json_decref(o);
         return status == 404 ? TVMW_ENOTFOUND : TVMW_EMALFORMED;
     }
-    im->channels += json_integer_value(json_object_get(o, "channels"));
     im->inserted += json_integer_value(json_object_get(o, "inserted"));
     im->updated += json_integer_value(json_object_get(o, "updated"));
     im->unchanged += json_integer_value(json_object_get(o, "unchanged"));
@@ -854,8 +853,8 @@ static int add_channel(struct import *im, struct entry *a, struct entry *b, uint
     if (rv != 0) {
         return rv;
     }
+    im->channels++;
     if (same) {
-        im->channels++;
         im->channels_unchanged++;
         im->unchanged += (json_int_t)kept;
         im->programs += (json_int_t)kept;

@@ -320,6 +320,45 @@ static void test_expire(void **state)
     bt_free(e);
 }
 
+/* Records are written without jansson but must read back as JSON and be
+ * byte for byte what json_dumps(JSON_COMPACT) makes of them. */
+static void test_record_text(void **state)
+{
+    (void)state;
+    struct bt_env *e = bt_new();
+    uint64_t ch = make_channel(e, 1, "one.tv");
+    json_t *p = json_pack("[I, I, s, s, s, s, s, s, s]", (json_int_t)T0, (json_int_t)T0 + 60,
+                          "Quote \" back\\slash / é 日本 \xF0\x9F\x93\xBA", "tab\tnl\ncr\r",
+                          "ctl \x01\x1f\x7f bs\b ff\f", "", "https://x/y?a=1&b=2", "18+",
+                          "{\"source_id\":1}");
+    json_decref(apply(e, CP_CMD_EPG, batch(1, ch, T0, T0 + 60, json_pack("[o]", p)), 200));
+    MDB_txn *txn;
+    assert_int_equal(cp_fsm_read_begin(e->f, &txn), 0);
+    uint8_t key[CP_EPG_KEY_SIZE];
+    cp_epg_program_key(key, ch, T0);
+    MDB_val k = {.mv_size = sizeof(key), .mv_data = key}, v;
+    assert_int_equal(mdb_get(txn, cp_fsm_dbs(e->f)->programs, &k, &v), 0);
+    json_t *o = json_loadb(v.mv_data, v.mv_size, JSON_REJECT_DUPLICATES, NULL);
+    assert_non_null(o);
+    char *again = json_dumps(o, JSON_COMPACT);
+    assert_int_equal(strlen(again), v.mv_size);
+    assert_memory_equal(again, v.mv_data, v.mv_size);
+    assert_string_equal(json_string_value(json_object_get(o, "description")),
+                        "ctl \x01\x1f\x7f bs\b ff\f");
+    free(again);
+    json_decref(o);
+    mdb_txn_abort(txn);
+    /* The same again: unchanged, nothing rewritten. */
+    p = json_pack("[I, I, s, s, s, s, s, s, s]", (json_int_t)T0, (json_int_t)T0 + 60,
+                  "Quote \" back\\slash / é 日本 \xF0\x9F\x93\xBA", "tab\tnl\ncr\r",
+                  "ctl \x01\x1f\x7f bs\b ff\f", "", "https://x/y?a=1&b=2", "18+",
+                  "{\"source_id\":1}");
+    o = apply(e, CP_CMD_EPG, batch(1, ch, T0, T0 + 60, json_pack("[o]", p)), 200);
+    assert_int_equal(count(o, "unchanged"), 1);
+    json_decref(o);
+    bt_free(e);
+}
+
 /* The same commands on two fresh states give the same bytes (ids from
  * the counter, nothing from the applying node). */
 static void test_deterministic(void **state)
@@ -353,7 +392,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sources),       cmocka_unit_test(test_replace_range),
         cmocka_unit_test(test_bad_batches),   cmocka_unit_test(test_expire),
-        cmocka_unit_test(test_deterministic),
+        cmocka_unit_test(test_deterministic), cmocka_unit_test(test_record_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
