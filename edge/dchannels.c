@@ -931,10 +931,13 @@ static void answer_stream(struct dctx *c, const struct pick *p, char *uri, bool 
 static void stream_url(struct dctx *c, bool archive)
 {
     int64_t cid, now = (int64_t)(c->now_ms / 1000);
-    json_t *ch = dreq_int(&c->q, "cid", &cid) && cid > 0 ? own_channel(c, (uint64_t)cid) : NULL;
+    if (!dreq_int(&c->q, "cid", &cid) || cid <= 0) {
+        dctx_fail(c, 1, "cid must be a channel id");
+        return;
+    }
+    json_t *ch = own_channel(c, (uint64_t)cid);
     if (ch == NULL) {
-        dctx_fail(c, dreq_get(&c->q, "cid") ? DE_NOT_FOUND : 1,
-                  dreq_get(&c->q, "cid") ? "Channel not found" : "cid is required");
+        dctx_fail(c, DE_NOT_FOUND, "Channel not found");
         return;
     }
     struct id_set *ent = dctx_scratch(c, DS_ENTITLED, sizeof(*ent));

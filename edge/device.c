@@ -378,7 +378,9 @@ static bool load_session(struct dctx *c)
         return false;
     }
     int64_t cid;
-    if (dreq_int(&c->q, "client_id", &cid) && (uint64_t)cid != c->ak.client) {
+    const char *given_client = dreq_get(&c->q, "client_id");
+    if (given_client != NULL && given_client[0] != '\0' &&
+        (!dreq_int(&c->q, "client_id", &cid) || (uint64_t)cid != c->ak.client)) {
         return false;
     }
     if (c->client == NULL) {

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "it_billing.h"
 #include "it_cmocka.h"
@@ -292,7 +293,8 @@ static void setup_cluster(void)
         const struct it_edge *e = i ? &e2 : &e1;
         for (;;) {
             struct it_resp r;
-            dapi(e, "login/?client_id=1&api_key=" APIKEY "&abonement=100002", &r);
+            /* the device, the last write of the setup */
+            dapi(e, "login/?client_id=1&api_key=" APIKEY "&device_uid=" UID1, &r);
             long long err = jint(r.json, "error");
             it_resp_close(&r);
             if (err == 0) {
@@ -430,7 +432,8 @@ static void check_channels(const char *key)
         dcall(&e1, 0, "channel/list/?client_id=1&authkey=%s&icon_width=400&icon_height=400", key);
     const json_t *a = find_channel(o, ch_a), *c = find_channel(o, ch_c);
     IT_ASSERT(json_array_size(json_object_get(o, "channels")) == 3 && a && c,
-              "three channels listed");
+              "three channels listed: %zu, a=%p c=%p",
+              json_array_size(json_object_get(o, "channels")), (void *)a, (void *)c);
     IT_ASSERT(jint(a, "has_subscription") == 1 && jint(c, "has_subscription") == 0 &&
                   jint(a, "has_record") == 1 && jint(a, "max_archive_duration") == 7,
               "subscription flags");
@@ -513,6 +516,119 @@ static void check_channels(const char *key)
                       key, ch_a));
     json_decref(
         dcall(&e1, 1, "program/url/?client_id=1&authkey=%s&cid=%lld&redirect=0", key, ch_a));
+}
+
+static void xmltv_time(time_t t, char out[32])
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 32, "%Y%m%d%H%M%S +0000", &tm);
+}
+
+/* The EPG from an XMLTV upload: programme list, archive and pause URLs,
+ * the programme on now in the channel list. */
+static void check_epg(const char *key)
+{
+    char body[4096], path[128], t[6][32];
+    time_t now = time(NULL), b[4] = {now - 7200, now - 1800, now + 1800, now + 5400};
+    it_fmt(body, sizeof(body),
+           "{\"name\":\"guide\",\"channel_map\":[{\"xmltv_id\":\"first.tv\",\"channel_id\":%lld}]}",
+           ch_a);
+    long long src = admin_create("/admin/v1/clients/1/epg-sources", "epg_source", body);
+    for (int i = 0; i < 4; i++) {
+        xmltv_time(b[i], t[i]);
+    }
+    it_fmt(body, sizeof(body),
+           "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<tv><channel id=\"first.tv\">"
+           "<display-name>First</display-name></channel>"
+           "<programme start=\"%s\" stop=\"%s\" channel=\"first.tv\"><title>Morning "
+           "&amp; News</title><desc>Past</desc></programme>"
+           "<programme start=\"%s\" stop=\"%s\" channel=\"first.tv\"><title>Now On</title>"
+           "</programme>"
+           "<programme start=\"%s\" stop=\"%s\" channel=\"first.tv\"><title>Next Up</title>"
+           "</programme></tv>\n",
+           t[0], t[1], t[1], t[2], t[2], t[3]);
+    it_fmt(path, sizeof(path), "/admin/v1/clients/1/epg-sources/%lld/upload", src);
+    struct it_resp r;
+    static const char *const xml[] = {"Content-Type: application/xml", NULL};
+    it_admin(cl, 1, "POST", path, body, xml, &r);
+    IT_ASSERT_STATUS(&r, 200);
+    it_resp_close(&r);
+    json_t *o = NULL;
+    uint64_t t0 = it_now_ms();
+    for (int e = 0; e < 2; e++) {
+        for (;;) {
+            o = dcall(e ? &e1 : &e2, 0,
+                      "program/list/?client_id=1&authkey=%s&cid=%lld&time_from=%lld&time_to=%lld",
+                      key, ch_a, (long long)now - 10800, (long long)now + 10800);
+            if (json_array_size(json_object_get(o, "programs")) == 3) {
+                break;
+            }
+            json_decref(o);
+            IT_ASSERT(it_now_ms() - t0 < 5000, "the programmes did not reach the edge");
+            it_sleep_ms(50);
+        }
+        if (e == 0) {
+            json_decref(o);
+        }
+    }
+    const json_t *past = json_array_get(json_object_get(o, "programs"), 0);
+    const json_t *cur = json_array_get(json_object_get(o, "programs"), 1);
+    IT_ASSERT(strcmp(json_string_value(json_object_get(past, "name")), "Morning & News") == 0 &&
+                  jint(past, "begin_time") == (long long)b[0] && jint(past, "has_record") == 1 &&
+                  jint(json_array_get(json_object_get(o, "programs"), 2), "has_record") == 0,
+              "program list fields");
+    long long pid = jint(past, "id"), cur_pid = jint(cur, "id");
+    json_decref(o);
+    /* time_to before time_from (a real client does that) and pid_from */
+    o = dcall(
+        &e1, 0,
+        "program/list/?client_id=1&authkey=%s&cid=%lld&time_from=%lld&time_to=%lld&pid_from=%lld",
+        key, ch_a, (long long)now + 10800, (long long)now - 10800, cur_pid);
+    IT_ASSERT(json_array_size(json_object_get(o, "programs")) == 2, "pid_from");
+    json_decref(o);
+    json_decref(
+        dcall(&e1, 2, "program/list/?client_id=1&authkey=%s&cid=%lld&pid_from=999999", key, ch_a));
+
+    /* Archive URL by pid and by a time inside; pause-live. */
+    char want[160];
+    it_fmt(want, sizeof(want),
+           "http://s1.dc1.example/first/video-%lld-5400.m3u8?token=", (long long)b[0]);
+    o = dcall(&e1, 0, "program/url/?client_id=1&authkey=%s&cid=%lld&pid=%lld&redirect=0", key, ch_a,
+              pid);
+    IT_ASSERT(strncmp(json_string_value(json_object_get(o, "uri")), want, strlen(want)) == 0,
+              "archive uri %s, wanted %s...", json_string_value(json_object_get(o, "uri")), want);
+    json_decref(o);
+    o = dcall(&e1, 0, "program/url/?client_id=1&authkey=%s&cid=%lld&time=%lld&redirect=0", key,
+              ch_a, (long long)b[0] + 60);
+    IT_ASSERT(strncmp(json_string_value(json_object_get(o, "uri")), want, strlen(want)) == 0,
+              "by time");
+    json_decref(o);
+    it_fmt(want, sizeof(want),
+           "http://s1.dc1.example/first/video-%lld-now.m3u8?token=", (long long)b[1]);
+    o = dcall(&e1, 0, "program/url/?client_id=1&authkey=%s&cid=%lld&pid=%lld&tv_pause=1&redirect=0",
+              key, ch_a, cur_pid);
+    IT_ASSERT(strncmp(json_string_value(json_object_get(o, "uri")), want, strlen(want)) == 0,
+              "pause-live");
+    json_decref(o);
+    /* a programme still to come is not in the archive */
+    long long next_pid = 0;
+    o = dcall(&e1, 0, "program/list/?client_id=1&authkey=%s&cid=%lld&time_from=%lld&time_to=%lld",
+              key, ch_a, (long long)b[2], (long long)b[3]);
+    next_pid = jint(json_array_get(json_object_get(o, "programs"), 0), "id");
+    json_decref(o);
+    json_decref(dcall(&e1, 404, "program/url/?client_id=1&authkey=%s&cid=%lld&pid=%lld&redirect=0",
+                      key, ch_a, next_pid));
+
+    /* The channel list carries the programmes on now and next. */
+    o = dcall(&e1, 0, "channel/list/?client_id=1&authkey=%s", key);
+    const json_t *a = find_channel(o, ch_a);
+    IT_ASSERT(a && strcmp(json_string_value(json_object_get(a, "program_name")), "Now On") == 0 &&
+                  strcmp(json_string_value(json_object_get(a, "next_program_name")), "Next Up") ==
+                      0 &&
+                  jint(a, "program_begin_time") == (long long)b[1],
+              "now/next in the channel list");
+    json_decref(o);
 }
 
 static void check_changes_propagate(const char *key)
@@ -642,6 +758,47 @@ static void check_account_calls(const char *key)
         dcall(&e2, 2, "noauth/device/exists/?client_id=1&api_key=" APIKEY "&device_uid=nobody"));
 }
 
+/* Malformed and hostile requests get an answer and leave the edge serving. */
+static void check_bad_input(const char *key)
+{
+    struct it_resp r;
+    size_t big = 100 * 1024;
+    char *url = malloc(big + 128);
+    IT_ASSERT(url != NULL, "malloc");
+    int n = snprintf(url, 128, "http://%s/tvmiddleware/api/channel/list/?x=", EDGE1_ADDR);
+    memset(url + n, 'a', big);
+    url[n + big] = '\0';
+    it_http("GET", url, NULL, 0, NULL, 5000, &r);
+    IT_ASSERT(r.status >= 200 && r.status < 500, "huge query: HTTP %ld", r.status);
+    it_resp_close(&r);
+    memset(url, 'b', big);
+    char u2[128];
+    it_fmt(u2, sizeof(u2), "http://%s/tvmiddleware/api/settings/save/?client_id=1&authkey=%s",
+           EDGE1_ADDR, key);
+    static const char *const form[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+    char *body = malloc(300 * 1024);
+    IT_ASSERT(body != NULL, "malloc");
+    memset(body, 'c', 300 * 1024);
+    it_http("POST", u2, body, 300 * 1024, form, 5000, &r);
+    IT_ASSERT(r.status == 413, "huge body: HTTP %ld", r.status);
+    it_resp_close(&r);
+    free(body);
+    free(url);
+    json_decref(dcall(&e1, 403, "channel/list/?client_id=1&authkey=%%00%%zz%%"));
+    json_decref(dcall(&e1, 403, "channel/list/?client_id=abc&authkey=%s", key));
+    json_decref(dcall(&e1, 1, "channel/url/?client_id=1&authkey=%s&cid=abc&redirect=0", key));
+    json_decref(dcall(&e1, 1, "channel/url/?client_id=1&authkey=%s&cid=-5&redirect=0", key));
+    json_decref(dcall(&e1, 1, "program/list/?client_id=1&authkey=%s&cid=%lld&date=1.2", key, ch_a));
+    json_decref(
+        dcall(&e1, 1, "settings/save/?client_id=1&authkey=%s&channels_sort=%%5B%%7B%%22id", key));
+    json_decref(dcall(&e1, 4, "login/?client_id=99999999999999999999&api_key=x"));
+    json_decref(dcall(&e1, 0, "account/status/?client_id=1&authkey=%s&device=%s", key,
+                      "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"));
+    json_t *o = dcall(&e1, 0, "health/check/");
+    IT_ASSERT(jint(o, "alive") == 1, "the edge still serves");
+    json_decref(o);
+}
+
 static void test_device_api(void **state)
 {
     (void)state;
@@ -657,8 +814,10 @@ static void test_device_api(void **state)
     check_session_limits();
     char *key = login_json(&e1, "abonement=100002", 0); /* 100002: abonement-only login */
     check_channels(key);
+    check_epg(key);
     check_changes_propagate(key);
     check_account_calls(key);
+    check_bad_input(key);
 
     /* Logout ends the session everywhere. */
     json_decref(dcall(&e1, 0, "logout/?client_id=1&authkey=%s", key));
