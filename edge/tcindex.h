@@ -65,6 +65,14 @@ static inline bool edge_tcx_is_keys(unsigned db)
     return db == EDGE_DB_KEYS;
 }
 
+/* The x_acc entry of an account record, by the allocation-free scanner
+ * the store uses (0), or -1 when it leaves the record to jansson; and by
+ * jansson (0, or -1 if not a JSON object). Both write the same entry for
+ * the same record: the fuzz target checks it. */
+#define EDGE_TCX_ACC_LEN 40
+int edge_tcx_account_fast(const uint8_t *v, size_t len, uint8_t out[EDGE_TCX_ACC_LEN]);
+int edge_tcx_account_json(const uint8_t *v, size_t len, uint8_t out[EDGE_TCX_ACC_LEN]);
+
 /* ---- decoded values (readers; no allocation) ---- */
 
 struct edge_tcx_account {

@@ -3,7 +3,8 @@
  * request parsing of the token check's dialects (edge/tcreq.h): query
  * strings as Flussonic and Astra send them, the headers of Astra/Alta and
  * nginx auth_request, tokens inside X-Original-URI and Flussonic's qs,
- * stream paths; and the decoders of the check's binary index.
+ * stream paths; and the decoders of the check's binary index, with the
+ * account scanner checked against jansson on every input both accept.
  *
  * Input: the first line is a raw query string; every further line is a
  * header "Name: value". The whole input is also tried as a token, and its
@@ -131,6 +132,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct edge_tcx_client cl;
     struct edge_tcx_key key;
     (void)edge_tcx_account_decode(data, size, &acc);
+    /* The account scanner and jansson agree on every record both read. */
+    uint8_t fast[EDGE_TCX_ACC_LEN], slow[EDGE_TCX_ACC_LEN];
+    if (edge_tcx_account_fast(data, size, fast) == 0 &&
+        edge_tcx_account_json(data, size, slow) == 0 && memcmp(fast, slow, EDGE_TCX_ACC_LEN) != 0) {
+        abort();
+    }
     (void)edge_tcx_channel_decode(data, size, &ch);
     (void)edge_tcx_client_decode(data, size, &cl);
     if (size >= 8) {
