@@ -450,10 +450,18 @@ int tvmw_http_server_start(const struct tvmw_http_server_conf *conf, tvmw_http_h
         {MHD_OPTION_CONNECTION_LIMIT, conf->max_connections, NULL},
         {MHD_OPTION_CONNECTION_TIMEOUT, conf->idle_timeout_s ? conf->idle_timeout_s : 60, NULL},
         {MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL},
-        {conf->thread_per_connection ? MHD_OPTION_END : MHD_OPTION_THREAD_POOL_SIZE, conf->threads,
-         NULL},
+        {MHD_OPTION_END, 0, NULL}, /* pool size, if any */
+        {MHD_OPTION_END, 0, NULL}, /* memory per connection, if any */
         {MHD_OPTION_END, 0, NULL},
     };
+    size_t o = 6;
+    if (!conf->thread_per_connection) {
+        opts[o++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, conf->threads, NULL};
+    }
+    if (conf->conn_memory_bytes != 0) {
+        opts[o++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                                            (intptr_t)conf->conn_memory_bytes, NULL};
+    }
     s->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, s, MHD_OPTION_ARRAY,
                             opts, MHD_OPTION_END);
     if (s->d == NULL) {

@@ -72,6 +72,11 @@ struct tvmw_http_server_conf {
     bool (*fast_match)(const char *uri);
     bool (*fast_handler)(void *fast_ctx, struct MHD_Connection *conn, const char *method);
     void *fast_ctx;
+    /* libmicrohttpd's memory per connection (request line, headers, read
+     * and write buffers; bodies pass through it); 0: its default, 32 KiB.
+     * It zeroes the whole of it after every request, so a server of small
+     * requests gains from a smaller one. */
+    size_t conn_memory_bytes;
 };
 
 int tvmw_http_server_start(const struct tvmw_http_server_conf *conf, tvmw_http_handler_cb handler,
