@@ -702,7 +702,8 @@ int edge_store_scan(const struct edge_read *r, unsigned db, const void *prefix, 
     int rv = 0;
     while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
         op = MDB_NEXT;
-        if (k.mv_size < prefix_len || memcmp(k.mv_data, prefix, prefix_len) != 0) {
+        if (prefix_len > 0 &&
+            (k.mv_size < prefix_len || memcmp(k.mv_data, prefix, prefix_len) != 0)) {
             break;
         }
         if ((rv = cb(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size)) != 0) {

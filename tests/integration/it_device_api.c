@@ -884,11 +884,14 @@ static void test_outage(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    it_edge_stop(&e1);
-    it_edge_stop(&e2);
     if (it_any_failed) {
+        it_edge_kill(&e1);
+        it_edge_kill(&e2);
         it_edge_dump_log(&e1);
         it_edge_dump_log(&e2);
+    } else {
+        it_edge_stop(&e1); /* a clean exit (status 0) is part of the test */
+        it_edge_stop(&e2);
     }
     it_group_done(cl);
     it_cluster_free(cl);
