@@ -912,22 +912,59 @@ static void stream_token(struct dctx *c, const json_t *svc, uint8_t kind, uint64
     edge_token_issue(ring, &t, out);
 }
 
-/* Answers a stream URL call: the body, or a 302 when redirect=1. */
-static void answer_stream(struct dctx *c, const struct pick *p, char *uri, bool archive)
+int dctx_stream_uri(struct dctx *c, uint64_t cid, bool archive, int64_t begin, const char *dur,
+                    char **uri, uint64_t *service_id, const char **why)
 {
-    dout_int(&c->o, "error", 0);
-    dout_str(&c->o, "error_message", "");
-    dout_str(&c->o, "uri", uri);
-    dout_int(&c->o, "stream_service_id", (int64_t)p->id);
-    dout_str(&c->o, archive ? "preview_uri_mask" : "archive_preview_url_mask", "");
-    dout_str(&c->o, "lock_banner", "");
-    if (dreq_flag(&c->q, "redirect", 1)) {
-        c->location = uri;
-    } else {
-        free(uri);
+    json_t *ch = own_channel(c, cid);
+    if (ch == NULL) {
+        *why = "Channel not found";
+        return DE_NOT_FOUND;
     }
+    struct id_set *ent = dctx_scratch(c, DS_ENTITLED, sizeof(*ent));
+    bool sub = false;
+    if (ent != NULL) {
+        entitled_channels(c, ent);
+        sub = set_has(ent, cid);
+    }
+    struct pick pk;
+    if (!sub) {
+        json_decref(ch);
+        *why = "The account has no subscription to this channel";
+        return 1;
+    }
+    if (pick_service(c, cid, archive ? "archive" : "live", &pk) != 0) {
+        json_decref(ch);
+        *why = "No streaming service is available for this channel";
+        return 1;
+    }
+    char token[EDGE_TOKEN_LEN + 1], chan_id[24], acc[24], cli[24], utc[24], flpbt[24] = "";
+    stream_token(c, pk.svc, archive ? EDGE_TOKEN_ARCHIVE : EDGE_TOKEN_LIVE, cid, token);
+    snprintf(chan_id, sizeof(chan_id), "%" PRIu64, cid);
+    snprintf(acc, sizeof(acc), "%" PRIu64, c->account_id);
+    snprintf(cli, sizeof(cli), "%" PRIu64, c->client_id);
+    snprintf(utc, sizeof(utc), "%" PRIu64, c->now_ms / 1000);
+    if (archive) {
+        snprintf(flpbt, sizeof(flpbt), "%" PRId64, begin);
+    }
+    const char *stream = rec_str(ch, "stream_name");
+    struct mask_vars v = {.token = token,
+                          .cid = stream[0] ? stream : chan_id,
+                          .channel_id = chan_id,
+                          .flpbt = flpbt,
+                          .flpdur = archive && dur ? dur : "",
+                          .account_id = acc,
+                          .abonement = rec_str(c->account, "abonement"),
+                          .client_id = cli,
+                          .utc = utc};
+    *uri = fill_mask(pk.mask, &v);
+    *service_id = pk.id;
+    json_decref(pk.svc);
+    json_decref(ch);
+    *why = "out of memory";
+    return *uri != NULL ? 0 : 1;
 }
 
+/* channel/url and program/url (§9): the stream URI as a body or a 302. */
 static void stream_url(struct dctx *c, bool archive)
 {
     int64_t cid, now = (int64_t)(c->now_ms / 1000);
@@ -935,25 +972,10 @@ static void stream_url(struct dctx *c, bool archive)
         dctx_fail(c, 1, "cid must be a channel id");
         return;
     }
-    json_t *ch = own_channel(c, (uint64_t)cid);
-    if (ch == NULL) {
-        dctx_fail(c, DE_NOT_FOUND, "Channel not found");
-        return;
-    }
-    struct id_set *ent = dctx_scratch(c, DS_ENTITLED, sizeof(*ent));
-    bool sub = false;
-    if (ent != NULL) {
-        entitled_channels(c, ent);
-        sub = set_has(ent, (uint64_t)cid);
-    }
-    if (!sub) {
-        /* Not 403: clients read that as a lost session (§9.1). */
-        json_decref(ch);
-        dctx_fail(c, 1, "The account has no subscription to this channel");
-        return;
-    }
-    char flpbt[24] = "", flpdur[24] = "";
+    int64_t begin = 0;
+    char dur[24] = "";
     if (archive) {
+        json_t *ch = own_channel(c, (uint64_t)cid);
         int64_t pid = 0, at = -1;
         struct prog p;
         struct prog_scan s = {.at = -1, .max = 1, .out = &p};
@@ -967,52 +989,46 @@ static void stream_url(struct dctx *c, bool archive)
             return;
         }
         bool pause = dreq_flag(&c->q, "tv_pause", 0);
-        if (programs(c, (uint64_t)cid, &s) == 0 || (!pause && !in_archive(ch, &p, now))) {
+        if (ch == NULL || programs(c, (uint64_t)cid, &s) == 0 ||
+            (!pause && !in_archive(ch, &p, now))) {
             if (s.n) {
                 progs_free(&p, 1);
             }
             json_decref(ch);
-            dctx_fail(c, DE_NOT_FOUND, "Program not found in the archive");
+            dctx_fail(c, DE_NOT_FOUND,
+                      ch ? "Program not found in the archive" : "Channel not found");
             return;
         }
-        snprintf(flpbt, sizeof(flpbt), "%" PRId64, p.begin);
+        begin = p.begin;
         if (pause) {
-            strcpy(flpdur, "now");
+            strcpy(dur, "now");
         } else {
-            snprintf(flpdur, sizeof(flpdur), "%" PRId64, p.end - p.begin);
+            snprintf(dur, sizeof(dur), "%" PRId64, p.end - p.begin);
         }
         progs_free(&p, 1);
-    }
-    struct pick pk;
-    if (pick_service(c, (uint64_t)cid, archive ? "archive" : "live", &pk) != 0) {
         json_decref(ch);
-        dctx_fail(c, 1, "No streaming service is available for this channel");
+    }
+    char *uri;
+    uint64_t svc;
+    const char *why;
+    int err = dctx_stream_uri(c, (uint64_t)cid, archive, begin, dur, &uri, &svc, &why);
+    if (err != 0) {
+        /* No subscription is error 1, not 403: clients read 403 as a lost
+         * session (§9.1). */
+        dctx_fail(c, err, why);
         return;
     }
-    char token[EDGE_TOKEN_LEN + 1], chan_id[24], acc[24], cli[24], utc[24];
-    stream_token(c, pk.svc, archive ? EDGE_TOKEN_ARCHIVE : EDGE_TOKEN_LIVE, (uint64_t)cid, token);
-    snprintf(chan_id, sizeof(chan_id), "%" PRId64, cid);
-    snprintf(acc, sizeof(acc), "%" PRIu64, c->account_id);
-    snprintf(cli, sizeof(cli), "%" PRIu64, c->client_id);
-    snprintf(utc, sizeof(utc), "%" PRId64, now);
-    const char *stream = rec_str(ch, "stream_name");
-    struct mask_vars v = {.token = token,
-                          .cid = stream[0] ? stream : chan_id,
-                          .channel_id = chan_id,
-                          .flpbt = flpbt,
-                          .flpdur = flpdur,
-                          .account_id = acc,
-                          .abonement = rec_str(c->account, "abonement"),
-                          .client_id = cli,
-                          .utc = utc};
-    char *uri = fill_mask(pk.mask, &v);
-    if (uri == NULL) {
-        dctx_fail(c, 1, "out of memory");
+    dout_int(&c->o, "error", 0);
+    dout_str(&c->o, "error_message", "");
+    dout_str(&c->o, "uri", uri);
+    dout_int(&c->o, "stream_service_id", (int64_t)svc);
+    dout_str(&c->o, archive ? "preview_uri_mask" : "archive_preview_url_mask", "");
+    dout_str(&c->o, "lock_banner", "");
+    if (dreq_flag(&c->q, "redirect", 1)) {
+        c->location = uri;
     } else {
-        answer_stream(c, &pk, uri, archive);
+        free(uri);
     }
-    json_decref(pk.svc);
-    json_decref(ch);
 }
 
 void dh_channel_url(struct dctx *c)

@@ -1067,6 +1067,11 @@ static void reply(struct dctx *c)
         hdrs[h++] = c->location;
     }
     hdrs[h] = NULL;
+    if (c->raw_type != NULL) {
+        tvmw_http_reply(c->http, c->raw_status ? c->raw_status : 200, c->raw_type,
+                        c->raw.data ? c->raw.data : "", c->raw.len, hdrs);
+        return;
+    }
     if (dout_finish(&c->o) != 0) {
         tvmw_http_reply_error(c->http, 500, "internal", "out of memory");
         return;
@@ -1080,11 +1085,13 @@ bool edge_device_handle(struct edge_device *d, struct tvmw_http_req *req)
 {
     bool ours;
     const struct route *rt = find_route(req->path, &ours);
-    if (!ours) {
+    const char *label = NULL;
+    dctx_handler_fn other = ours ? NULL : dexport_find(req->path, &label);
+    if (!ours && other == NULL) {
         return false;
     }
-    req->route = rt ? rt->path : "device_unknown";
-    if (rt == NULL) {
+    req->route = rt ? rt->path : other ? label : "device_unknown";
+    if (rt == NULL && other == NULL) {
         tvmw_http_reply_error(req, 404, "not_found", "no device API method %s", req->path);
         return true;
     }
@@ -1105,6 +1112,12 @@ bool edge_device_handle(struct edge_device *d, struct tvmw_http_req *req)
     }
     const char *dev = dreq_get(&c->q, "device");
     c->device = dev != NULL && strlen(dev) <= 64 ? dev : "";
+    tvmw_buf_init(&c->raw, 0);
+    if (other != NULL) {
+        dout_init(&c->o, false);
+        other(c);
+        goto answer;
+    }
     bool have_client = load_client(c);
     bool have_session =
         rt->auth == AUTH_SESSION || rt->auth == AUTH_OPTIONAL ? load_session(c) : false;
@@ -1119,6 +1132,7 @@ bool edge_device_handle(struct edge_device *d, struct tvmw_http_req *req)
         c->have_session = have_session;
         rt->fn(c);
     }
+answer:
     reply(c);
     edge_store_read_end(d->store, &c->r);
     dout_close(&c->o);
@@ -1126,6 +1140,7 @@ bool edge_device_handle(struct edge_device *d, struct tvmw_http_req *req)
     json_decref(c->client);
     json_decref(c->account);
     free(c->location);
+    tvmw_buf_close(&c->raw);
     return true;
 }
 

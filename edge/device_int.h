@@ -72,6 +72,11 @@ struct dctx {
     unsigned status;                        /* HTTP status: 200, or 302 with location */
     char *location;                         /* malloc'd */
     char cookie[2][EDGE_AUTHKEY_LEN + 160]; /* Set-Cookie values, "" if none */
+    /* An answer in another format (exports): when raw_type is set, the
+     * body is `raw` with raw_type and raw_status (0: 200), not c->o. */
+    const char *raw_type;
+    unsigned raw_status;
+    struct tvmw_buf raw;
 };
 
 /* ---- state readers (all within c->r) ---- */
@@ -138,6 +143,33 @@ bool dlogin_recent_revoked(struct edge_device *d, uint64_t account, uint64_t ses
 
 /* Writes error/error_message for an application error. */
 void dctx_fail(struct dctx *c, int code, const char *message);
+
+/* ---- routes outside /tvmiddleware/api/ (exports) ---- */
+
+/* A handler for a path outside the device API's prefixes, or NULL. It runs
+ * with the read transaction, the parameters and the current time set up
+ * and no client or session loaded: it authenticates the request itself
+ * (dctx_login_password) and answers through c->o or c->raw. */
+typedef void (*dctx_handler_fn)(struct dctx *c);
+dctx_handler_fn dexport_find(const char *path, const char **route_label);
+
+/* Finds the account of abonement + password in any client (exports have
+ * no client_id): sets c->client_id, c->client, c->account_id, c->account.
+ * 0, or -1 (unknown, wrong password, ambiguous between clients, or an
+ * INACTIVE account). */
+int dctx_login_password(struct dctx *c, const char *abonement, const char *password);
+
+/* ---- stream URLs (dchannels.c) ---- */
+
+/* The stream URI of channel cid for the context's account (c->client_id,
+ * c->account_id and c->account set), routed and with a fresh stream token
+ * (docs/device-api.md "Stream URLs and routing"): live, or with archive
+ * the recording from `begin` (Unix s) lasting `dur` ("3600", or "now" for
+ * pause-live). 0 with *uri (malloc'd) and the service chosen; else the
+ * device API's error code (404 no such channel, 1 not subscribed or no
+ * service) and *why. */
+int dctx_stream_uri(struct dctx *c, uint64_t cid, bool archive, int64_t begin, const char *dur,
+                    char **uri, uint64_t *service_id, const char **why);
 
 /* ---- handlers in dchannels.c ---- */
 void dh_channel_list(struct dctx *c);

@@ -372,6 +372,67 @@ static int login_account(struct dctx *c, const char *uid, const char **method, u
     return LE_CREDENTIALS;
 }
 
+struct client_arg {
+    struct dctx *c;
+    const char *abonement, *password;
+    int found;
+};
+
+static int try_client(void *arg, const uint8_t *key, size_t key_len, const uint8_t *value,
+                      size_t value_len)
+{
+    struct client_arg *a = arg;
+    struct dctx *c = a->c;
+    (void)value;
+    (void)value_len;
+    if (key_len != 8) {
+        return 0;
+    }
+    c->client_id = tvmw_get_be64(key);
+    uint64_t id = dm_uniq(c, "abonement", a->abonement);
+    json_t *acc = dm_get_own(c, EDGE_DB_ACCOUNTS, id);
+    char hash[65];
+    const char *want = rec_str(acc, "password_hash");
+    if (acc != NULL && want[0] != '\0') {
+        tvmw_password_hash(rec_str(acc, "password_salt"), a->password, hash);
+    }
+    if (acc == NULL || want[0] == '\0' || !tvmw_secret_equal(hash, want)) {
+        json_decref(acc);
+        return 0;
+    }
+    if (++a->found > 1) {
+        return 1; /* the same credentials in two clients: refuse */
+    }
+    json_decref(c->account);
+    json_decref(c->client);
+    c->account = acc;
+    c->account_id = id;
+    c->client = dm_get(c, EDGE_DB_CLIENTS, c->client_id);
+    return 0;
+}
+
+int dctx_login_password(struct dctx *c, const char *abonement, const char *password)
+{
+    if (abonement == NULL || password == NULL || abonement[0] == '\0' || password[0] == '\0' ||
+        strlen(abonement) > 64 || strlen(password) > 128) {
+        return -1;
+    }
+    struct client_arg a = {.c = c, .abonement = abonement, .password = password};
+    edge_store_scan(&c->r, EDGE_DB_CLIENTS, NULL, 0, NULL, 0, try_client, &a);
+    const char *reason = a.found == 1 ? dctx_status_reason(c->account) : "";
+    bool inactive = a.found == 1 && !rec_int(c->account, "active", 1) &&
+                    strcmp(reason, "DEBT") != 0 && strcmp(reason, "BLOCK") != 0 &&
+                    strcmp(reason, "WAIT") != 0;
+    if (a.found != 1 || inactive || c->client == NULL) {
+        json_decref(c->account);
+        json_decref(c->client);
+        c->account = c->client = NULL;
+        c->account_id = c->client_id = 0;
+        return -1;
+    }
+    return 0;
+}
+
 void dh_login(struct dctx *c)
 {
     if (c->client == NULL || !dctx_api_key_ok(c)) {
