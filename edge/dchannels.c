@@ -912,7 +912,7 @@ static void stream_token(struct dctx *c, const json_t *svc, uint8_t kind, uint64
     edge_token_issue(ring, &t, out);
 }
 
-int dctx_stream_uri(struct dctx *c, uint64_t cid, bool archive, int64_t begin, const char *dur,
+int dctx_stream_uri(struct dctx *c, uint64_t cid, bool archive, const char *begin, const char *dur,
                     char **uri, uint64_t *service_id, const char **why)
 {
     json_t *ch = own_channel(c, cid);
@@ -937,20 +937,17 @@ int dctx_stream_uri(struct dctx *c, uint64_t cid, bool archive, int64_t begin, c
         *why = "No streaming service is available for this channel";
         return 1;
     }
-    char token[EDGE_TOKEN_LEN + 1], chan_id[24], acc[24], cli[24], utc[24], flpbt[24] = "";
+    char token[EDGE_TOKEN_LEN + 1], chan_id[24], acc[24], cli[24], utc[24];
     stream_token(c, pk.svc, archive ? EDGE_TOKEN_ARCHIVE : EDGE_TOKEN_LIVE, cid, token);
     snprintf(chan_id, sizeof(chan_id), "%" PRIu64, cid);
     snprintf(acc, sizeof(acc), "%" PRIu64, c->account_id);
     snprintf(cli, sizeof(cli), "%" PRIu64, c->client_id);
     snprintf(utc, sizeof(utc), "%" PRIu64, c->now_ms / 1000);
-    if (archive) {
-        snprintf(flpbt, sizeof(flpbt), "%" PRId64, begin);
-    }
     const char *stream = rec_str(ch, "stream_name");
     struct mask_vars v = {.token = token,
                           .cid = stream[0] ? stream : chan_id,
                           .channel_id = chan_id,
-                          .flpbt = flpbt,
+                          .flpbt = archive && begin ? begin : "",
                           .flpdur = archive && dur ? dur : "",
                           .account_id = acc,
                           .abonement = rec_str(c->account, "abonement"),
@@ -972,8 +969,7 @@ static void stream_url(struct dctx *c, bool archive)
         dctx_fail(c, 1, "cid must be a channel id");
         return;
     }
-    int64_t begin = 0;
-    char dur[24] = "";
+    char begin[24] = "", dur[24] = "";
     if (archive) {
         json_t *ch = own_channel(c, (uint64_t)cid);
         int64_t pid = 0, at = -1;
@@ -999,7 +995,7 @@ static void stream_url(struct dctx *c, bool archive)
                       ch ? "Program not found in the archive" : "Channel not found");
             return;
         }
-        begin = p.begin;
+        snprintf(begin, sizeof(begin), "%" PRId64, p.begin);
         if (pause) {
             strcpy(dur, "now");
         } else {

@@ -164,11 +164,12 @@ int dctx_login_password(struct dctx *c, const char *abonement, const char *passw
 /* The stream URI of channel cid for the context's account (c->client_id,
  * c->account_id and c->account set), routed and with a fresh stream token
  * (docs/device-api.md "Stream URLs and routing"): live, or with archive
- * the recording from `begin` (Unix s) lasting `dur` ("3600", or "now" for
- * pause-live). 0 with *uri (malloc'd) and the service chosen; else the
- * device API's error code (404 no such channel, 1 not subscribed or no
- * service) and *why. */
-int dctx_stream_uri(struct dctx *c, uint64_t cid, bool archive, int64_t begin, const char *dur,
+ * the recording from `begin` lasting `dur`, both text substituted as is
+ * ("1700000000" and "3600", "now" for pause-live, or a player's
+ * placeholders such as "{utc}" and "{duration}"). 0 with *uri (malloc'd) and the service chosen;
+ * else the device API's error code (404 no such channel, 1 not subscribed or no service) and *why.
+ */
+int dctx_stream_uri(struct dctx *c, uint64_t cid, bool archive, const char *begin, const char *dur,
                     char **uri, uint64_t *service_id, const char **why);
 
 /* ---- handlers in dchannels.c ---- */
