@@ -617,7 +617,6 @@ static void decide_counted(struct edge_tokencheck *tc, struct tc_thread *t,
     bump(&t->checks[d][a->reason == EDGE_TC_ALLOW ? 0 : 1]);
     if (a->reason != EDGE_TC_ALLOW) {
         bump(&t->denies[a->reason]);
-        log_deny(tc, t, q, a);
     }
 }
 
@@ -632,6 +631,9 @@ void edge_tokencheck_decide(struct edge_tokencheck *tc, const struct edge_tc_req
         return;
     }
     decide_counted(tc, t, q, now_s, a);
+    if (a->reason != EDGE_TC_ALLOW) {
+        log_deny(tc, t, q, a);
+    }
 }
 
 /* ---- answers ------------------------------------------------------------------------- */
@@ -814,7 +816,11 @@ bool edge_tokencheck_serve(void *ctx, struct MHD_Connection *conn, const char *m
         return answer_allow(tc, t, conn, &a);
     }
     struct MHD_Response *r = deny_response(t, a.reason, a.with_auth_duration);
-    return r != NULL && MHD_queue_response(conn, a.status, r) == MHD_YES;
+    bool ok = r != NULL && MHD_queue_response(conn, a.status, r) == MHD_YES;
+    /* Logged once the answer is queued: the log's lock (stderr) is
+     * shared by all threads. */
+    log_deny(tc, t, &q, &a);
+    return ok;
 }
 
 /* ---- lifecycle ----------------------------------------------------------------------- */
