@@ -362,6 +362,79 @@ static int dsess_revoke(struct bl_ctx *c, uint64_t acc, uint64_t sess, uint64_t 
     return rv;
 }
 
+/* An authkey stays valid while no record revokes it, so revoked records
+ * cannot simply be dropped. What bounds them: once an account has more
+ * than DSESS_REVOKED_KEEP, its logout_before_ms moves up to the opening of
+ * its oldest live session (to now when none is live, or when even that
+ * leaves more than DSESS_REVOKED_MAX) — every authkey issued before that
+ * is refused by the cut-off — and the revoked records opened before it
+ * are deleted. Live sessions keep working; both changes are one entry, so
+ * an edge never sees the records gone without the cut-off. */
+#define DSESS_REVOKED_KEEP 32
+#define DSESS_REVOKED_MAX  256
+
+static int dsess_compact(struct bl_ctx *c, uint64_t acc_id, uint64_t now_ms)
+{
+    uint64_t *ids, cutoff = UINT64_MAX, *opened = NULL;
+    size_t n, revoked = 0;
+    bool *is_revoked = NULL;
+    int rv = dsess_list(c, acc_id, &ids, &n);
+    if (rv != 0) {
+        return rv;
+    }
+    if (n <= DSESS_REVOKED_KEEP) {
+        free(ids);
+        return 0;
+    }
+    if ((opened = calloc(n, sizeof(*opened))) == NULL ||
+        (is_revoked = calloc(n, sizeof(*is_revoked))) == NULL) {
+        rv = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *rec;
+        if ((rv = dsess_get(c, acc_id, ids[i], &rec)) != 0) {
+            goto out;
+        }
+        opened[i] = rec_u64(rec, "opened_ms");
+        is_revoked[i] = rec_u64(rec, "revoked_ms") != 0;
+        json_decref(rec);
+        revoked += is_revoked[i];
+        if (!is_revoked[i] && opened[i] < cutoff) {
+            cutoff = opened[i];
+        }
+    }
+    if (revoked <= DSESS_REVOKED_KEEP) {
+        goto out;
+    }
+    size_t left = 0;
+    for (size_t i = 0; i < n; i++) {
+        left += is_revoked[i] && opened[i] >= cutoff;
+    }
+    if (cutoff == UINT64_MAX || left > DSESS_REVOKED_MAX) {
+        cutoff = now_ms;
+    }
+    json_t *acc;
+    if ((rv = bl_obj_get(c, BL_ACCOUNT, acc_id, &acc)) != 0) {
+        goto out;
+    }
+    if (rec_u64(acc, "logout_before_ms") < cutoff) {
+        json_object_set_new(acc, "logout_before_ms", json_integer((json_int_t)cutoff));
+        rv = bl_obj_put(c, BL_ACCOUNT, acc_id, acc);
+    }
+    json_decref(acc);
+    for (size_t i = 0; rv == 0 && i < n; i++) {
+        if (opened[i] < cutoff) {
+            rv = dsess_del(c, acc_id, ids[i]); /* dead by the cut-off, live or not */
+        }
+    }
+out:
+    free(opened);
+    free(is_revoked);
+    free(ids);
+    return rv;
+}
+
 /* Revokes every session of the account opened on device_id. */
 static int dsess_revoke_device(struct bl_ctx *c, uint64_t acc, uint64_t device_id, uint64_t ms)
 {
@@ -587,6 +660,9 @@ static int op_session_open(struct dw *d)
             rv = dsess_revoke(&d->c, acc_id, evicted[i], d->ms);
         }
     }
+    if (rv == 0 && n_evict > 0) {
+        rv = dsess_compact(&d->c, acc_id, d->ms);
+    }
     if (rv == 0) {
         json_object_set_new(d->r, "device_id", json_integer((json_int_t)device_id));
         if (json_is_object(reg)) {
@@ -612,7 +688,8 @@ static int op_session_close(struct dw *d)
     if (!parse_sess(json_object_get(d->w, "sess_id"), &sess)) {
         return dw_fail(d, DW_EMALFORMED, "session_close needs sess_id (16 hex)");
     }
-    return dsess_revoke(&d->c, acc_id, sess, d->ms);
+    rv = dsess_revoke(&d->c, acc_id, sess, d->ms);
+    return rv != 0 ? rv : dsess_compact(&d->c, acc_id, d->ms);
 }
 
 static int op_logout_all(struct dw *d)

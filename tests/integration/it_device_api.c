@@ -799,6 +799,34 @@ static void check_bad_input(const char *key)
     json_decref(o);
 }
 
+/* Many sessions opened and closed beside a long-lived one: the control
+ * plane compacts the revoked ones (device_writes.c) without touching the
+ * live session, and every closed one stays refused. */
+static void check_session_churn(void)
+{
+    char *keep = login_json(&e1, "abonement=100004&password=111111", 0);
+    char *first = NULL, *last = NULL;
+    for (int i = 0; i < 45; i++) {
+        char *k = login_json(&e1, "abonement=100004&password=111111", 0);
+        json_decref(dcall(&e1, 0, "logout/?client_id=1&authkey=%s", k));
+        if (first == NULL) {
+            first = k;
+        } else {
+            free(last);
+            last = k;
+        }
+    }
+    IT_ASSERT(it_edge_wait_metric(&e1, "tvmw_edge_journal_pending", 0, NULL, 10000),
+              "journal not drained");
+    IT_ASSERT(wait_status(&e2, last, 1, 5000) >= 0 && wait_status(&e2, first, 1, 5000) >= 0,
+              "a closed session works at the other edge");
+    IT_ASSERT(wait_status(&e2, keep, 0, 100) >= 0 && wait_status(&e1, keep, 0, 100) >= 0,
+              "the long-lived session was lost");
+    free(keep);
+    free(first);
+    free(last);
+}
+
 static void test_device_api(void **state)
 {
     (void)state;
@@ -818,6 +846,7 @@ static void test_device_api(void **state)
     check_changes_propagate(key);
     check_account_calls(key);
     check_bad_input(key);
+    check_session_churn();
 
     /* Logout ends the session everywhere. */
     json_decref(dcall(&e1, 0, "logout/?client_id=1&authkey=%s", key));

@@ -122,6 +122,84 @@ static void run_log(struct env *e)
     json_decref(o);
 }
 
+/* The dsess records of account 1 (n, revoked) and its logout_before_ms. */
+static void count_sessions(struct env *e, size_t *n, size_t *revoked, uint64_t *cutoff)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    assert_int_equal(cp_fsm_read_begin(e->f, &txn), 0);
+    assert_int_equal(mdb_cursor_open(txn, cp_fsm_dbs(e->f)->dsess, &cur), 0);
+    *n = *revoked = 0;
+    int op = MDB_FIRST;
+    while (mdb_cursor_get(cur, &k, &v, op) == 0) {
+        op = MDB_NEXT;
+        json_t *o = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+        (*n)++;
+        *revoked += json_integer_value(json_object_get(o, "revoked_ms")) != 0;
+        json_decref(o);
+    }
+    mdb_cursor_close(cur);
+    json_t *acc;
+    assert_int_equal(cp_record_get(txn, cp_fsm_dbs(e->f)->accounts, 1, &acc), 0);
+    *cutoff = (uint64_t)json_integer_value(json_object_get(acc, "logout_before_ms"));
+    json_decref(acc);
+    mdb_txn_abort(txn);
+}
+
+static void session_write(struct env *e, const char *op, unsigned sess, unsigned ms)
+{
+    char p[512];
+    static unsigned reqid;
+    snprintf(p, sizeof(p),
+             "{\"writes\":[{\"op\":\"%s\",\"reqid\":\"%032x\",\"client_id\":1,"
+             "\"ms\":%u,\"account_id\":1,\"sess_id\":\"%016x\",\"device\":\"android\","
+             "\"device_uid\":\"u%u\",\"ip\":\"\",\"edge\":\"e1\",\"basic\":0}]}",
+             op, ++reqid + 1000, ms, sess, sess);
+    unsigned st;
+    json_t *o = apply(e, CP_CMD_DEVICE, p, &st);
+    assert_int_equal(st, 200);
+    assert_int_equal(first_error(o), 0);
+    json_decref(o);
+}
+
+/* Closed sessions do not pile up. Past 32 revoked records the account's
+ * cut-off moves to its oldest live session and the records older than it
+ * go; a live session that pins many younger revoked ones is itself cut
+ * off once they pass 256. */
+static void test_revoked_sessions_compacted(void **state)
+{
+    (void)state;
+    struct env *e = env_new();
+    run_log(e); /* client 1, account 1, a session 0xff opened at 5 */
+    size_t n, revoked, most = 0;
+    uint64_t cutoff;
+    /* Nothing live but short sessions: the records stay few. */
+    session_write(e, "session_close", 0xff, 10);
+    for (unsigned i = 0; i < 100; i++) {
+        session_write(e, "session_open", 0x1000 + i, 2000 + i * 10);
+        session_write(e, "session_close", 0x1000 + i, 2005 + i * 10);
+        count_sessions(e, &n, &revoked, &cutoff);
+        most = revoked > most ? revoked : most;
+    }
+    assert_true(most <= 33);
+    assert_true(n <= 33);
+    /* A long-lived session: kept until 256 revoked records pile up behind it. */
+    session_write(e, "session_open", 0x500, 5000);
+    for (unsigned i = 0; i < 300; i++) {
+        session_write(e, "session_open", 0x2000 + i, 6000 + i * 10);
+        session_write(e, "session_close", 0x2000 + i, 6005 + i * 10);
+        count_sessions(e, &n, &revoked, &cutoff);
+        most = revoked > most ? revoked : most;
+        if (i < 250) {
+            assert_true(cutoff <= 5000); /* 0x500 still valid */
+        }
+    }
+    assert_true(most <= 257);
+    assert_true(cutoff > 5000); /* finally cut off with the rest */
+    env_free(e);
+}
+
 static void test_snapshot_carries_new_dbs(void **state)
 {
     (void)state;
@@ -225,6 +303,7 @@ static void test_bad_payloads_answered(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_revoked_sessions_compacted),
         cmocka_unit_test(test_snapshot_carries_new_dbs),
         cmocka_unit_test(test_same_log_same_state),
         cmocka_unit_test(test_bad_payloads_answered),
