@@ -642,7 +642,9 @@ static int propose_batch(struct import *im)
         snprintf(im->why, sizeof(im->why), "batch %u of programmes refused (%u): %s",
                  im->batches + 1, status, msg ? msg : "no message");
         json_decref(o);
-        return status == 404 ? TVMW_ENOTFOUND : TVMW_EMALFORMED;
+        /* Not the document's fault: the source or client went away (404),
+         * or a batch this node built was refused (a bug: "internal"). */
+        return status == 404 ? TVMW_ENOTFOUND : TVMW_ECORRUPT;
     }
     im->inserted += json_integer_value(json_object_get(o, "inserted"));
     im->updated += json_integer_value(json_object_get(o, "updated"));
