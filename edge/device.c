@@ -1054,7 +1054,7 @@ static const struct route *find_route(const char *path, bool *ours)
 
 static void reply(struct dctx *c)
 {
-    const char *hdrs[8];
+    const char *hdrs[12];
     unsigned h = 0;
     for (int i = 0; i < 2; i++) {
         if (c->cookie[i][0] != '\0') {
@@ -1065,6 +1065,12 @@ static void reply(struct dctx *c)
     if (c->location != NULL) {
         hdrs[h++] = "Location";
         hdrs[h++] = c->location;
+    }
+    if (c->raw_type != NULL && c->raw_encoding != NULL) {
+        hdrs[h++] = "Content-Encoding";
+        hdrs[h++] = c->raw_encoding;
+        hdrs[h++] = "Vary";
+        hdrs[h++] = "Accept-Encoding";
     }
     hdrs[h] = NULL;
     if (c->raw_type != NULL) {

@@ -76,6 +76,7 @@ struct dctx {
      * body is `raw` with raw_type and raw_status (0: 200), not c->o. */
     const char *raw_type;
     unsigned raw_status;
+    const char *raw_encoding; /* Content-Encoding of raw (e.g. "gzip"), or NULL */
     struct tvmw_buf raw;
 };
 
