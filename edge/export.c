@@ -370,7 +370,9 @@ bool ex_prog_parse(const uint8_t *v, size_t n, struct ex_prog *p)
         }
 #undef IS
     }
-    return p->begin >= 0 && p->end > p->begin;
+    /* the members ended at the closing brace, not at malformed text */
+    s = skip_ws(s, end);
+    return s < end && *s == '}' && p->begin >= 0 && p->end > p->begin;
 }
 
 /* ---- output -----------------------------------------------------------------------------------
@@ -428,6 +430,11 @@ static void flush_stage(struct ex_out *o, bool last)
 
 void ex_out_put(struct ex_out *o, const void *p, size_t n)
 {
+    if (n < sizeof(o->stage) - o->n) { /* the common case: it fits */
+        memcpy(o->stage + o->n, p, n);
+        o->n += n;
+        return;
+    }
     const char *s = p;
     while (n > 0) {
         size_t room = sizeof(o->stage) - o->n, k = n < room ? n : room;
@@ -485,24 +492,36 @@ static size_t xml_char_len(const unsigned char *s, size_t n)
     return len;
 }
 
+/* Bytes ex_out_xml passes through unchanged: printable ASCII but the
+ * five it escapes, tab, LF and CR. Everything else is looked at. */
+static const unsigned char xml_plain[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
 void ex_out_xml(struct ex_out *o, const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s, *end = p + n, *run = p;
     while (p < end) {
+        if (xml_plain[*p]) {
+            p++;
+            continue;
+        }
         unsigned char b = *p;
         const char *rep = NULL;
         size_t len = 1;
         if (b >= 0x20 && b < 0x80) {
-            rep = b == '&'    ? "&amp;"
-                  : b == '<'  ? "&lt;"
-                  : b == '>'  ? "&gt;"
-                  : b == '"'  ? "&quot;"
-                  : b == '\'' ? "&apos;"
-                              : NULL;
-            if (rep == NULL) {
-                p++;
-                continue;
-            }
+            rep = b == '&'   ? "&amp;"
+                  : b == '<' ? "&lt;"
+                  : b == '>' ? "&gt;"
+                  : b == '"' ? "&quot;"
+                             : "&apos;";
         } else if ((len = xml_char_len(p, (size_t)(end - p))) != 0) {
             p += len;
             continue;
@@ -791,7 +810,7 @@ static void request_base(struct dctx *c, struct ex_acc *a)
     }
 }
 
-int ex_acc_load(struct dctx *c, const char *user, const char *pass, struct ex_acc *a)
+int ex_acc_load(struct dctx *c, const char *user, const char *pass, bool channels, struct ex_acc *a)
 {
     memset(a, 0, sizeof(*a));
     a->c = c;
@@ -800,6 +819,9 @@ int ex_acc_load(struct dctx *c, const char *user, const char *pass, struct ex_ac
     tvmw_buf_init(&a->scratch, 0);
     make_slug(c, a->slug, sizeof(a->slug));
     request_base(c, a);
+    if (!channels) {
+        return 0;
+    }
     a->ch = calloc(EX_MAX_CHANNELS, sizeof(*a->ch));
     a->cat = calloc(EX_MAX_CATEGORIES, sizeof(*a->cat));
     uint64_t *ent = calloc(EX_MAX_CHANNELS, sizeof(*ent));
@@ -853,16 +875,6 @@ void ex_acc_close(struct ex_acc *a)
     a->ch = NULL;
     a->cat = NULL;
     a->n = a->n_cat = 0;
-}
-
-const struct ex_chan *ex_acc_find(const struct ex_acc *a, uint64_t id)
-{
-    for (size_t i = 0; i < a->n; i++) {
-        if (a->ch[i].id == id) {
-            return &a->ch[i];
-        }
-    }
-    return NULL;
 }
 
 const struct ex_cat *ex_acc_cat(const struct ex_acc *a, uint64_t id)

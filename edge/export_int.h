@@ -130,12 +130,11 @@ enum ex_auth {
 
 /* Logs the request's username/password (or abonement/password) in. */
 enum ex_auth ex_login(struct dctx *c, const char **user, const char **pass);
-/* Fills a (after a successful ex_login): channels, categories, slug and
- * base URL. -ENOMEM only. */
-int ex_acc_load(struct dctx *c, const char *user, const char *pass, struct ex_acc *a);
+/* Fills a (after a successful ex_login): slug, base URL and, with
+ * channels, the channels and their categories. -ENOMEM only. */
+int ex_acc_load(struct dctx *c, const char *user, const char *pass, bool channels,
+                struct ex_acc *a);
 void ex_acc_close(struct ex_acc *a);
-/* The channel of stream id, or NULL. */
-const struct ex_chan *ex_acc_find(const struct ex_acc *a, uint64_t id);
 /* The category of id, or NULL. */
 const struct ex_cat *ex_acc_cat(const struct ex_acc *a, uint64_t id);
 /* XMLTV id = tvg-id = epg_channel_id: "<channel id>.<slug>". */

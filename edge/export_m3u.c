@@ -108,7 +108,7 @@ void dx_playlist(struct dctx *c)
     }
     struct ex_acc a;
     struct ex_out *o = malloc(sizeof(*o));
-    if (o == NULL || ex_acc_load(c, user, pass, &a) != 0) {
+    if (o == NULL || ex_acc_load(c, user, pass, true, &a) != 0) {
         free(o);
         ex_reply_empty(c, 500);
         return;
@@ -186,7 +186,7 @@ void dx_xc_get(struct dctx *c)
     }
     struct ex_acc a;
     struct ex_out *o = malloc(sizeof(*o));
-    if (o == NULL || ex_acc_load(c, user, pass, &a) != 0) {
+    if (o == NULL || ex_acc_load(c, user, pass, true, &a) != 0) {
         free(o);
         ex_reply_empty(c, 500);
         return;

@@ -394,6 +394,21 @@ static void channel_epg(struct epg_scan *s, const struct ex_chan *ch)
     ex_out_puts(s->o, "]");
 }
 
+/* An entitled channel of the account by id into *out (its rec a new
+ * reference), or NULL. */
+static const struct ex_chan *one_channel(struct dctx *c, uint64_t id, struct ex_chan *out)
+{
+    if (id == 0 || !ex_entitled(c, id)) {
+        return NULL;
+    }
+    json_t *rec = dm_get_own(c, EDGE_DB_CHANNELS, id);
+    if (rec == NULL) {
+        return NULL;
+    }
+    *out = (struct ex_chan){.id = id, .archive_days = rec_int(rec, "archive_days", 0), .rec = rec};
+    return out;
+}
+
 /* get_short_epg, get_simple_data_table (wrapped in epg_listings) and
  * get_epg (a plain array). stream_id may list several ids ("1,2,3"), or
  * multi=1 asks for the keyed form with one: epg_listings is then an
@@ -432,7 +447,8 @@ static void epg(struct dctx *c, struct ex_acc *a, enum epg_kind kind, bool wrapp
     }
     bool any = false;
     for (size_t i = 0; i < n; i++) {
-        const struct ex_chan *ch = ex_acc_find(a, list[i]);
+        struct ex_chan one;
+        const struct ex_chan *ch = one_channel(c, list[i], &one);
         if (multi) {
             ex_out_puts(o, i ? ",\"" : "\"");
             ex_out_int(o, (int64_t)list[i]);
@@ -442,6 +458,7 @@ static void epg(struct dctx *c, struct ex_acc *a, enum epg_kind kind, bool wrapp
         }
         if (ch != NULL) {
             channel_epg(&s, ch);
+            json_decref((json_t *)ch->rec);
         } else {
             ex_out_puts(o, "[]");
         }
@@ -484,8 +501,14 @@ void dx_xc_player_api(struct dctx *c)
         reply_text(c, "{\"seasons\":[],\"info\":{\"name\":null},\"episodes\":{}}");
         return;
     }
+    /* The EPG actions name their channels: they look those up alone
+     * rather than load the account's whole list (players call them per
+     * channel as the user browses). */
+    bool epg_action = strcmp(action, "get_short_epg") == 0 ||
+                      strcmp(action, "get_simple_data_table") == 0 ||
+                      strcmp(action, "get_epg") == 0;
     struct ex_acc a;
-    if (ex_acc_load(c, user, pass, &a) != 0) {
+    if (ex_acc_load(c, user, pass, !epg_action, &a) != 0) {
         ex_acc_close(&a);
         ex_reply_empty(c, 500);
         return;

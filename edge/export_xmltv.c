@@ -384,7 +384,7 @@ static void xmltv(struct dctx *c, bool xc)
     }
     bool file_gz = strcmp(c->http->path, "/epg/xmltv.xml.gz") == 0;
     bool gz = file_gz || accepts_gzip(c);
-    if (o == NULL || ex_acc_load(c, user, pass, &a) != 0) {
+    if (o == NULL || ex_acc_load(c, user, pass, true, &a) != 0) {
         free(o);
         ex_reply_empty(c, 500);
         return;
