@@ -101,18 +101,24 @@ bool tvmw_secret_equal(const char *presented, const char *expected)
     return CRYPTO_memcmp(presented, expected, b) == 0;
 }
 
-void tvmw_http_reply(struct tvmw_http_req *req, unsigned status, const char *content_type,
-                     const void *body, size_t len, const char *const *headers)
+static void reply_buffer(struct tvmw_http_req *req, unsigned status, const char *content_type,
+                         void *body, size_t len, const char *const *headers,
+                         enum MHD_ResponseMemoryMode mode)
 {
     if (req->answered) {
         TVMW_LOG_ERROR("http", "second answer to one request ignored path=%s", req->path);
+        if (mode == MHD_RESPMEM_MUST_FREE) {
+            free(body);
+        }
         return;
     }
     req->answered = true;
     req->status = status;
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, mode);
     if (r == NULL) {
+        if (mode == MHD_RESPMEM_MUST_FREE) {
+            free(body);
+        }
         return; /* MHD closes the connection */
     }
     if (content_type != NULL) {
@@ -123,6 +129,18 @@ void tvmw_http_reply(struct tvmw_http_req *req, unsigned status, const char *con
     }
     MHD_queue_response(req->conn, status, r);
     MHD_destroy_response(r);
+}
+
+void tvmw_http_reply(struct tvmw_http_req *req, unsigned status, const char *content_type,
+                     const void *body, size_t len, const char *const *headers)
+{
+    reply_buffer(req, status, content_type, (void *)body, len, headers, MHD_RESPMEM_MUST_COPY);
+}
+
+void tvmw_http_reply_take(struct tvmw_http_req *req, unsigned status, const char *content_type,
+                          void *body, size_t len, const char *const *headers)
+{
+    reply_buffer(req, status, content_type, body, len, headers, MHD_RESPMEM_MUST_FREE);
 }
 
 struct stream {

@@ -89,6 +89,11 @@ void tvmw_http_server_stop(struct tvmw_http_server *s);
 /* headers: NULL-terminated array of name, value, name, value, ... or NULL. */
 void tvmw_http_reply(struct tvmw_http_req *req, unsigned status, const char *content_type,
                      const void *body, size_t len, const char *const *headers);
+/* As tvmw_http_reply, taking ownership of body (malloc'd; freed with
+ * free() once sent, or at once if the answer fails): a large answer is
+ * not copied. */
+void tvmw_http_reply_take(struct tvmw_http_req *req, unsigned status, const char *content_type,
+                          void *body, size_t len, const char *const *headers);
 /* A streamed answer of unknown length (chunked): read() is called on the
  * connection's thread to fill buf and returns the byte count, 0 at the end
  * or a negative error (the connection is then cut, so the client sees a

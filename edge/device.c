@@ -1073,9 +1073,18 @@ static void reply(struct dctx *c)
         hdrs[h++] = "Accept-Encoding";
     }
     hdrs[h] = NULL;
+    if (c->raw_type != NULL && c->raw.data != NULL) {
+        /* exports: handed over, not copied (a guide is tens of MiB) */
+        size_t len;
+        char *body = tvmw_buf_detach(&c->raw, &len);
+        char *fit = realloc(body, len + 1); /* the buffer grew by doubling */
+        body = fit ? fit : body;
+        tvmw_http_reply_take(c->http, c->raw_status ? c->raw_status : 200, c->raw_type, body, len,
+                             hdrs);
+        return;
+    }
     if (c->raw_type != NULL) {
-        tvmw_http_reply(c->http, c->raw_status ? c->raw_status : 200, c->raw_type,
-                        c->raw.data ? c->raw.data : "", c->raw.len, hdrs);
+        tvmw_http_reply(c->http, c->raw_status ? c->raw_status : 200, c->raw_type, "", 0, hdrs);
         return;
     }
     if (dout_finish(&c->o) != 0) {
