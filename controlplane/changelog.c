@@ -105,6 +105,120 @@ static int project_fields(const MDB_val *v, const char *const *keep, struct tvmw
     return rv;
 }
 
+/* Skips one JSON value at p (< end); returns the byte after it, or NULL. */
+static const char *skip_value(const char *p, const char *end)
+{
+    int depth = 0;
+    do {
+        if (p >= end) {
+            return NULL;
+        }
+        if (*p == '"') {
+            for (p++; p < end && *p != '"'; p++) {
+                if (*p == '\\') {
+                    p++;
+                }
+            }
+            if (p >= end) {
+                return NULL;
+            }
+            p++;
+        } else if (*p == '{' || *p == '[') {
+            depth++;
+            p++;
+        } else if (*p == '}' || *p == ']') {
+            if (--depth < 0) {
+                return NULL;
+            }
+            p++;
+        } else {
+            while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ':') {
+                p++;
+            }
+        }
+        while (depth > 0 && p < end && (*p == ',' || *p == ':')) {
+            p++;
+        }
+    } while (depth > 0);
+    return p;
+}
+
+/* The integer values of the listed top-level keys of a compact JSON object
+ * (as jansson writes records), without building it: customers are ~1M
+ * records a snapshot projects. False if the text is not that shape (the
+ * caller then parses it). */
+static bool scan_top_ints(const char *p, size_t n, const char *const *keys, long long *vals,
+                          bool *found)
+{
+    const char *end = p + n;
+    for (size_t i = 0; keys[i]; i++) {
+        found[i] = false;
+    }
+    if (n < 2 || *p != '{') {
+        return false;
+    }
+    p++;
+    while (p < end && *p != '}') {
+        if (*p != '"') {
+            return false;
+        }
+        const char *name = ++p;
+        while (p < end && *p != '"' && *p != '\\') {
+            p++;
+        }
+        if (p + 1 >= end || *p != '"' || p[1] != ':') {
+            return false;
+        }
+        size_t len = (size_t)(p - name);
+        p += 2;
+        const char *vend = skip_value(p, end);
+        if (vend == NULL) {
+            return false;
+        }
+        for (size_t i = 0; keys[i]; i++) {
+            if (strlen(keys[i]) == len && memcmp(keys[i], name, len) == 0) {
+                char num[24], *e;
+                size_t vl = (size_t)(vend - p);
+                if (vl == 0 || vl >= sizeof(num)) {
+                    return false;
+                }
+                memcpy(num, p, vl);
+                num[vl] = '\0';
+                vals[i] = strtoll(num, &e, 10);
+                if (*e != '\0') {
+                    return false; /* not an integer */
+                }
+                found[i] = true;
+            }
+        }
+        p = vend;
+        if (p < end && *p == ',') {
+            p++;
+        }
+    }
+    return p < end && *p == '}' && p + 1 == end;
+}
+
+/* The customer projection: {"id","client_id","balance_cents"}, as
+ * project_fields would write it, without jansson when the record allows. */
+static int project_customer(const MDB_val *v, const char *const *keep, struct tvmw_buf *out)
+{
+    long long vals[3];
+    bool found[3];
+    if (!scan_top_ints(v->mv_data, v->mv_size, keep, vals, found)) {
+        return project_fields(v, keep, out);
+    }
+    int rv = tvmw_buf_append(out, "{", 1);
+    bool first = true;
+    for (size_t i = 0; rv == 0 && keep[i]; i++) {
+        if (found[i]) {
+            rv = tvmw_buf_printf(out, "%s\"%s\":%lld", first ? "" : ",", keep[i], vals[i]);
+            first = false;
+        }
+    }
+    return rv != 0 ? rv : tvmw_buf_append(out, "}", 1);
+}
+
 int cp_edge_project(int edb, const MDB_val *k, const MDB_val *v, struct tvmw_buf *out, bool *skip)
 {
     static const char *const client_keep[] = {"id", "name", "api_key", "settings", NULL};
@@ -122,7 +236,7 @@ int cp_edge_project(int edb, const MDB_val *k, const MDB_val *v, struct tvmw_buf
     case E_CLIENTS:
         return v ? project_fields(v, client_keep, out) : 0;
     case E_CUSTOMERS:
-        return v ? project_fields(v, customer_keep, out) : 0;
+        return v ? project_customer(v, customer_keep, out) : 0;
     default:
         break;
     }

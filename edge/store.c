@@ -213,8 +213,13 @@ static int gen_open(const char *dir, size_t map_size_mb, bool create, struct edg
     mdb_env_set_mapsize(g->env, map_size_mb << 20);
     mdb_env_set_maxdbs(g->env, EDGE_DB_MAX + 2 + EDGE_TCX_N);
     /* NOSYNC: rebuildable state (store.h). NOTLS: HTTP threads' reads are
-     * not tied to thread-local reader slots. */
-    if ((rc = mdb_env_open(g->env, dir, MDB_NOSYNC | MDB_NOTLS, 0600)) != 0) {
+     * not tied to thread-local reader slots. A new environment (a snapshot
+     * load) is written through the map (WRITEMAP: no copy of every page at
+     * each commit, a third of a large load's time); load_commit reopens it
+     * without, so that serving does not keep every page written resident.
+     * The file is then as large as the map, sparse. */
+    unsigned env_flags = MDB_NOSYNC | MDB_NOTLS | (create ? MDB_WRITEMAP : 0);
+    if ((rc = mdb_env_open(g->env, dir, env_flags, 0600)) != 0) {
         goto err_close;
     }
     if ((rc = mdb_txn_begin(g->env, NULL, 0, &txn)) != 0) {
@@ -551,7 +556,19 @@ int edge_store_load_commit(struct edge_store_load *l, uint64_t index)
     if (rc != 0 || (rc = mdb_env_sync(g->env, 1)) != 0) {
         goto err_abort;
     }
-    int rv = swap_dirs(s, &old_at_new);
+    /* Served from a plain (not WRITEMAP) environment: see gen_open. */
+    char why[160];
+    struct edge_store_gen *served;
+    gen_close(g);
+    l->gen = NULL;
+    int rv = gen_open(s->new_path, s->map_size_mb, false, &served, why, sizeof(why));
+    if (rv != 0) {
+        TVMW_LOG_ERROR("store", "cannot reopen the loaded state: %s", why);
+        edge_store_load_abort(l);
+        return rv;
+    }
+    g = l->gen = served;
+    rv = swap_dirs(s, &old_at_new);
     if (rv != 0) {
         TVMW_LOG_ERROR("store", "cannot move the new state into place: %s", tvmw_strerror(rv));
         edge_store_load_abort(l);
