@@ -8,6 +8,7 @@
  * has 14 digits and "+0000".
  */
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,14 @@
 
 #define MAX_DAYS_AHEAD 62
 #define NO_TITLE       "(no title)"
+/* Guides built at once on this edge. A two-week guide of 500 channels
+ * holds one of the edge's two request threads for about half a second;
+ * the other stays free for logins, stream URLs and the streamers' token
+ * checks, and a guide asked for meanwhile gets 503 (players fetch guides
+ * every few hours and try again). */
+#define MAX_GUIDE_BUILDS 1
+
+static atomic_uint guide_builds;
 
 /* "YYYYmmddHHMMSS +0000" */
 static void xmltv_time(int64_t t, char out[21])
@@ -363,6 +372,8 @@ static size_t parse_only(const struct ex_acc *a, const char *list, uint64_t *out
     return n;
 }
 
+static void build(struct dctx *c, bool xc, const char *user, const char *pass);
+
 static void xmltv(struct dctx *c, bool xc)
 {
     const char *user = NULL, *pass = NULL;
@@ -371,6 +382,17 @@ static void xmltv(struct dctx *c, bool xc)
         ex_reply_empty(c, au == EX_AUTH_INACTIVE ? 403 : 401);
         return;
     }
+    if (atomic_fetch_add(&guide_builds, 1) >= MAX_GUIDE_BUILDS) {
+        atomic_fetch_sub(&guide_builds, 1);
+        ex_reply_empty(c, 503);
+        return;
+    }
+    build(c, xc, user, pass);
+    atomic_fetch_sub(&guide_builds, 1);
+}
+
+static void build(struct dctx *c, bool xc, const char *user, const char *pass)
+{
     struct ex_acc a;
     struct ex_out *o = malloc(sizeof(*o));
     uint64_t only[256];
