@@ -597,11 +597,6 @@ void dh_login(struct dctx *c)
         return;
     }
     dlogin_recent_put(c->dev, c->account_id, c->ak.session, uid, basic, c->now_ms, false);
-    if (rec_int(c->account, "active", 1) && dreq_flag(&c->q, "reset_block_status_reason", 0) &&
-        strcmp(reason, "BLOCK") == 0) {
-        /* Unblocking is the operator's (billing's) decision in tvmw: the
-         * flag is accepted and the state reported unchanged. */
-    }
     atomic_fetch_add(&c->dev->logins_ok, 1);
     TVMW_LOG_INFO("device",
                   "login client=%" PRIu64 " account=%" PRIu64 " method=%s device=%s basic=%d ip=%s",
