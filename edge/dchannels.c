@@ -394,6 +394,21 @@ static const struct chan *client_channels(struct dctx *c, size_t *n)
     return k ? k->ch : NULL;
 }
 
+/* Whether the session's account may watch channel cid; the set is made
+ * once per request (a playlist asks for every channel). */
+static bool entitled(struct dctx *c, uint64_t cid)
+{
+    struct id_set *ent = dctx_scratch(c, DS_ENTITLED, sizeof(*ent));
+    if (ent == NULL) {
+        return false;
+    }
+    if (!c->entitled_ready) {
+        entitled_channels(c, ent);
+        c->entitled_ready = true;
+    }
+    return set_has(ent, cid);
+}
+
 /* A channel of the request's client, enabled: a new reference, or NULL. */
 static json_t *own_channel(struct dctx *c, uint64_t id)
 {
@@ -651,12 +666,7 @@ void dh_program_list(struct dctx *c)
         from = one.begin;
         progs_free(&one, 1);
     }
-    struct id_set *ent = c->account ? dctx_scratch(c, DS_ENTITLED, sizeof(*ent)) : NULL;
-    bool sub = false;
-    if (ent != NULL) {
-        entitled_channels(c, ent);
-        sub = set_has(ent, (uint64_t)cid);
-    }
+    bool sub = c->account != NULL && entitled(c, (uint64_t)cid);
     struct prog_scan s = {.from = from, .to = to, .at = -1, .max = MAX_PROGRAMS, .out = progs};
     size_t n = programs(c, (uint64_t)cid, &s);
     char base[300], link[1024];
@@ -920,14 +930,8 @@ int dctx_stream_uri(struct dctx *c, uint64_t cid, bool archive, const char *begi
         *why = "Channel not found";
         return DE_NOT_FOUND;
     }
-    struct id_set *ent = dctx_scratch(c, DS_ENTITLED, sizeof(*ent));
-    bool sub = false;
-    if (ent != NULL) {
-        entitled_channels(c, ent);
-        sub = set_has(ent, cid);
-    }
     struct pick pk;
-    if (!sub) {
+    if (!entitled(c, cid)) {
         json_decref(ch);
         *why = "The account has no subscription to this channel";
         return 1;

@@ -65,8 +65,9 @@ struct dctx {
     struct edge_authkey ak;
     uint64_t account_id;
     json_t *account;
-    bool have_session; /* a valid session (account/status may run without) */
-    bool deactivated;  /* a session ended by the account's deactivation */
+    bool have_session;   /* a valid session (account/status may run without) */
+    bool deactivated;    /* a session ended by the account's deactivation */
+    bool entitled_ready; /* DS_ENTITLED holds this request's account's channels */
     char authkey[EDGE_AUTHKEY_LEN + 1];
     /* the answer */
     unsigned status;                        /* HTTP status: 200, or 302 with location */
