@@ -40,7 +40,7 @@
 #include "edge/proto.h"
 #include "edge/tcindex.h"
 
-#define STORE_FORMAT     2     /* 2: the token check's index (tcindex.h) */
+#define STORE_FORMAT     3     /* 2: the token check's index (tcindex.h); 3: account tariffs */
 #define LOAD_TXN_RECORDS 50000 /* records per write txn while loading a snapshot */
 #define PATH_LEN         600
 
@@ -68,6 +68,7 @@ struct edge_store_gen {
     MDB_dbi meta;
     MDB_dbi dbi[EDGE_DB_MAX + 1]; /* [0] unused */
     MDB_dbi tcx[EDGE_TCX_N];      /* the token check's index */
+    struct edge_tcx_dbs tcxd;     /* the same, with what it derives from */
     unsigned refs;                /* guarded by the store's mu */
 };
 
@@ -238,7 +239,10 @@ static int gen_open(const char *dir, size_t map_size_mb, bool create, struct edg
         if ((rc = mdb_dbi_open(txn, edge_tcx_names[x], flags, &g->tcx[x])) != 0) {
             goto err_abort;
         }
+        g->tcxd.tcx[x] = g->tcx[x];
     }
+    g->tcxd.accounts = g->dbi[EDGE_DB_ACCOUNTS];
+    g->tcxd.rel = g->dbi[EDGE_DB_REL];
     if ((rc = mdb_txn_commit(txn)) != 0) {
         goto err_close;
     }
@@ -475,7 +479,7 @@ int edge_store_load_put(void *load, unsigned db, const uint8_t *key, size_t key_
     if (rc != 0) {
         return err_from_mdb(rc);
     }
-    int rv = edge_tcx_update(l->txn, l->gen->tcx, db, key, key_len, value, value_len, true);
+    int rv = edge_tcx_update(l->txn, &l->gen->tcxd, db, key, key_len, value, value_len, true);
     if (rv != 0) {
         return rv;
     }
@@ -544,6 +548,17 @@ int edge_store_load_commit(struct edge_store_load *l, uint64_t index)
 
     tvmw_boot_id(boot, sizeof(boot));
     tvmw_put_u32(fmt, STORE_FORMAT);
+    /* The token check's account entries need the accounts and the
+     * relations, which come in that order: derived once both are in. */
+    uint64_t t0 = tvmw_now_ns();
+    int xrv = edge_tcx_load_finish(l->txn, &g->tcxd);
+    if (xrv != 0) {
+        TVMW_LOG_ERROR("store", "cannot index the loaded accounts: %s", tvmw_strerror(xrv));
+        edge_store_load_abort(l);
+        return xrv;
+    }
+    TVMW_LOG_INFO("store", "token-check account index built took_ms=%llu",
+                  (unsigned long long)((tvmw_now_ns() - t0) / 1000000));
     if ((rc = put_meta(l->txn, g->meta, "format", fmt, sizeof(fmt))) != 0 ||
         (rc = put_meta_u64(l->txn, g->meta, "applied_index", index)) != 0 ||
         (rc = put_meta_u64(l->txn, g->meta, "snapshot_index", index)) != 0 ||
@@ -632,7 +647,7 @@ int edge_store_apply(struct edge_store *s, const struct edge_change *changes, si
         rv = err_from_mdb(rc);
         if (rv == 0) {
             /* The token check's index, in the same transaction. */
-            rv = edge_tcx_update(txn, g->tcx, c->db, c->key, c->key_len, c->del ? NULL : c->value,
+            rv = edge_tcx_update(txn, &g->tcxd, c->db, c->key, c->key_len, c->del ? NULL : c->value,
                                  c->value_len, false);
             keys = keys || edge_tcx_is_keys(c->db);
         }

@@ -22,8 +22,10 @@
 #define KEY_HEAD    8
 #define KID_KEY_LEN 8
 
+#define ACC_VERSION   2 /* 2: with tariffs */
 #define ACC_ACTIVE    0x01
 #define ACC_MULTI     0x02
+#define ACC_TAR_MORE  0x04
 #define CHAN_ENABLED  0x01
 #define CLIENT_LIMIT  0x01
 #define KEY_IS_ACTIVE 0x01
@@ -309,7 +311,7 @@ int edge_tcx_account_fast(const uint8_t *v, size_t len, uint8_t out[EDGE_TCX_ACC
         return -1;
     }
     memset(out, 0, EDGE_TCX_ACC_LEN);
-    out[0] = VERSION;
+    out[0] = ACC_VERSION;
     out[1] = (uint8_t)((active != 0 ? ACC_ACTIVE : 0) | (multi != 0 ? ACC_MULTI : 0));
     tvmw_put_u64(out + 8, client > 0 ? (uint64_t)client : 0);
     tvmw_put_u64(out + 16, customer > 0 ? (uint64_t)customer : 0);
@@ -321,7 +323,7 @@ int edge_tcx_account_fast(const uint8_t *v, size_t len, uint8_t out[EDGE_TCX_ACC
 static size_t enc_account(const json_t *o, uint8_t out[ACC_LEN])
 {
     memset(out, 0, ACC_LEN);
-    out[0] = VERSION;
+    out[0] = ACC_VERSION;
     out[1] = (uint8_t)((int_of(o, "active", 1) != 0 ? ACC_ACTIVE : 0) |
                        (int_of(o, "allow_multiple_login", 0) != 0 ? ACC_MULTI : 0));
     tvmw_put_u64(out + 8, uint_of(o, "client_id"));
@@ -405,14 +407,218 @@ static int del(MDB_txn *txn, MDB_dbi dbi, const uint8_t *key, size_t key_len)
     return rc == 0 || rc == MDB_NOTFOUND ? 0 : TVMW_ESTORE;
 }
 
-int edge_tcx_update(MDB_txn *txn, const MDB_dbi dbi[EDGE_TCX_N], unsigned db, const uint8_t *key,
-                    size_t key_len, const uint8_t *value, size_t value_len, bool append)
+/* ---- account tariffs ------------------------------------------------------------------ */
+
+#define ACC_TAR_MAX_LEN (ACC_LEN + 8 * EDGE_TCX_TARIFFS)
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Appends the `to` ids of relation prefix (name + '/' + be64 from) to ids. */
+static int rel_ids(MDB_cursor *cur, const char *name, uint64_t from, uint64_t *ids, size_t *n,
+                   size_t cap, bool *more)
+{
+    uint8_t prefix[32];
+    size_t plen = strlen(name);
+    memcpy(prefix, name, plen);
+    tvmw_put_be64(prefix + plen, from);
+    plen += 8;
+    MDB_val k = {.mv_size = plen, .mv_data = prefix}, v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != plen + 8 || memcmp(k.mv_data, prefix, plen) != 0) {
+            return 0;
+        }
+        if (*n == cap) {
+            *more = true;
+            return 0;
+        }
+        ids[(*n)++] = tvmw_get_be64((const uint8_t *)k.mv_data + plen);
+    }
+    return rc == MDB_NOTFOUND ? 0 : TVMW_ESTORE;
+}
+
+/* Completes an x_acc entry whose 40-byte header is in buf with the
+ * account's tariffs as the relations in cur's transaction say; returns
+ * its length, 0 if LMDB failed. */
+static size_t add_tariffs(MDB_cursor *rel, uint64_t account, uint8_t buf[ACC_TAR_MAX_LEN])
+{
+    uint64_t ids[2 * EDGE_TCX_TARIFFS + 1];
+    size_t n = 0;
+    bool more = false;
+    uint64_t customer = tvmw_get_u64(buf + 16);
+    if (rel_ids(rel, "acc_tar/", account, ids, &n, sizeof(ids) / sizeof(ids[0]), &more) != 0 ||
+        (customer != 0 &&
+         rel_ids(rel, "cust_tar/", customer, ids, &n, sizeof(ids) / sizeof(ids[0]), &more) != 0)) {
+        return 0;
+    }
+    qsort(ids, n, sizeof(ids[0]), cmp_u64);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (k == 0 || ids[k - 1] != ids[i]) {
+            ids[k++] = ids[i];
+        }
+    }
+    if (more || k > EDGE_TCX_TARIFFS) {
+        buf[1] |= ACC_TAR_MORE;
+        k = 0;
+    }
+    buf[2] = (uint8_t)k;
+    for (size_t i = 0; i < k; i++) {
+        tvmw_put_u64(buf + ACC_LEN + 8 * i, ids[i]);
+    }
+    return ACC_LEN + 8 * k;
+}
+
+/* The 40-byte x_acc header of an account record; -1 if it is no object. */
+static int account_header(const uint8_t *value, size_t len, uint8_t buf[ACC_LEN])
+{
+    if (edge_tcx_account_fast(value, len, buf) == 0) {
+        return 0;
+    }
+    return edge_tcx_account_json(value, len, buf);
+}
+
+/* Rewrites the tariffs of an account's x_acc entry (none: nothing to do). */
+static int account_refresh(MDB_txn *txn, const struct edge_tcx_dbs *d, MDB_cursor *rel,
+                           uint64_t account)
+{
+    uint8_t key[8], buf[ACC_TAR_MAX_LEN];
+    tvmw_put_be64(key, account);
+    MDB_val k = {.mv_size = 8, .mv_data = key}, v;
+    int rc = mdb_get(txn, d->tcx[EDGE_TCX_ACC], &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        return 0;
+    }
+    if (rc != 0 || v.mv_size < ACC_LEN) {
+        return rc != 0 ? TVMW_ESTORE : 0;
+    }
+    memcpy(buf, v.mv_data, ACC_LEN);
+    buf[1] &= (uint8_t)~ACC_TAR_MORE;
+    size_t n = add_tariffs(rel, account, buf);
+    return n == 0 ? TVMW_ESTORE : put(txn, d->tcx[EDGE_TCX_ACC], key, 8, buf, n, false);
+}
+
+/* A relation change: the accounts whose tariffs it may change. */
+static int relation_changed(MDB_txn *txn, const struct edge_tcx_dbs *d, const uint8_t *key,
+                            size_t key_len)
+{
+    static const struct {
+        const char *prefix;
+        size_t len;
+        bool customer;     /* `from` is a customer: every account of it */
+        size_t account_at; /* else where the account id is in the key */
+    } rels[] = {{"acc_tar/", 8, false, 8}, {"cust_tar/", 9, true, 0}, {"cust_acc/", 9, false, 17}};
+    for (size_t i = 0; i < sizeof(rels) / sizeof(rels[0]); i++) {
+        size_t pl = rels[i].len;
+        if (key_len != pl + 16 || memcmp(key, rels[i].prefix, pl) != 0) {
+            continue;
+        }
+        MDB_cursor *rel, *accs;
+        if (mdb_cursor_open(txn, d->rel, &rel) != 0) {
+            return TVMW_ESTORE;
+        }
+        int rv = 0;
+        if (!rels[i].customer) {
+            rv = account_refresh(txn, d, rel, tvmw_get_be64(key + rels[i].account_at));
+        } else if (mdb_cursor_open(txn, d->rel, &accs) != 0) {
+            rv = TVMW_ESTORE;
+        } else {
+            uint64_t ids[256];
+            size_t n;
+            bool more = true;
+            uint64_t customer = tvmw_get_be64(key + pl), after = 0;
+            /* Customers have a few accounts; page through any number. */
+            while (rv == 0 && more) {
+                n = 0;
+                more = false;
+                uint8_t from[32];
+                memcpy(from, "cust_acc/", 9);
+                tvmw_put_be64(from + 9, customer);
+                tvmw_put_be64(from + 17, after);
+                MDB_val k = {.mv_size = 25, .mv_data = from}, v;
+                int rc = mdb_cursor_get(accs, &k, &v, MDB_SET_RANGE);
+                for (; rc == 0 && n < 256; rc = mdb_cursor_get(accs, &k, &v, MDB_NEXT)) {
+                    if (k.mv_size != 25 || memcmp(k.mv_data, from, 17) != 0) {
+                        break;
+                    }
+                    ids[n++] = tvmw_get_be64((const uint8_t *)k.mv_data + 17);
+                }
+                if (rc != 0 && rc != MDB_NOTFOUND) {
+                    rv = TVMW_ESTORE;
+                }
+                more = n == 256;
+                for (size_t j = 0; j < n && rv == 0; j++) {
+                    rv = account_refresh(txn, d, rel, ids[j]);
+                }
+                after = n > 0 ? ids[n - 1] + 1 : 0;
+            }
+            mdb_cursor_close(accs);
+        }
+        mdb_cursor_close(rel);
+        return rv;
+    }
+    return 0;
+}
+
+int edge_tcx_load_finish(MDB_txn *txn, const struct edge_tcx_dbs *d)
+{
+    MDB_cursor *acc, *rel;
+    if (mdb_cursor_open(txn, d->accounts, &acc) != 0) {
+        return TVMW_ESTORE;
+    }
+    if (mdb_cursor_open(txn, d->rel, &rel) != 0) {
+        mdb_cursor_close(acc);
+        return TVMW_ESTORE;
+    }
+    /* Accounts in key order: x_acc is written by appending, and the
+     * relation cursor moves mostly forward. */
+    MDB_val k, v;
+    int rc, rv = 0;
+    uint64_t dropped = 0;
+    for (rc = mdb_cursor_get(acc, &k, &v, MDB_FIRST); rc == 0 && rv == 0;
+         rc = mdb_cursor_get(acc, &k, &v, MDB_NEXT)) {
+        uint8_t buf[ACC_TAR_MAX_LEN];
+        if (k.mv_size != 8) {
+            continue;
+        }
+        if (account_header(v.mv_data, v.mv_size, buf) != 0) {
+            dropped++;
+            continue;
+        }
+        size_t n = add_tariffs(rel, tvmw_get_be64(k.mv_data), buf);
+        rv = n == 0 ? TVMW_ESTORE : put(txn, d->tcx[EDGE_TCX_ACC], k.mv_data, 8, buf, n, true);
+    }
+    mdb_cursor_close(rel);
+    mdb_cursor_close(acc);
+    if (dropped > 0) {
+        TVMW_LOG_WARN("tcindex", "%llu account records are not JSON objects; not indexed",
+                      (unsigned long long)dropped);
+    }
+    if (rv == 0 && rc != 0 && rc != MDB_NOTFOUND) {
+        rv = TVMW_ESTORE;
+    }
+    return rv;
+}
+
+/* ---- update --------------------------------------------------------------------------- */
+
+int edge_tcx_update(MDB_txn *txn, const struct edge_tcx_dbs *d, unsigned db, const uint8_t *key,
+                    size_t key_len, const uint8_t *value, size_t value_len, bool loading)
 {
     enum edge_tcx x;
     switch (db) {
     case EDGE_DB_ACCOUNTS:
+        if (loading) {
+            return 0; /* edge_tcx_load_finish, once the relations are in */
+        }
         x = EDGE_TCX_ACC;
         break;
+    case EDGE_DB_REL:
+        return loading ? 0 : relation_changed(txn, d, key, key_len);
     case EDGE_DB_CHANNELS:
         x = EDGE_TCX_CHAN;
         break;
@@ -429,25 +635,33 @@ int edge_tcx_update(MDB_txn *txn, const MDB_dbi dbi[EDGE_TCX_N], unsigned db, co
         return 0; /* not an id key: nothing the check looks up */
     }
     if (value == NULL) {
-        return del(txn, dbi[x], key, key_len);
+        return del(txn, d->tcx[x], key, key_len);
     }
-    uint8_t buf[CHAN_HEAD + EDGE_TCX_STREAM_MAX + KEY_HEAD + EDGE_TCX_SECRET_MAX];
-    if (x == EDGE_TCX_ACC && edge_tcx_account_fast(value, value_len, buf) == 0) {
-        return put(txn, dbi[x], key, key_len, buf, ACC_LEN, append);
+    uint8_t buf[CHAN_HEAD + EDGE_TCX_STREAM_MAX + KEY_HEAD + EDGE_TCX_SECRET_MAX + ACC_TAR_MAX_LEN];
+    if (x == EDGE_TCX_ACC) {
+        if (account_header(value, value_len, buf) != 0) {
+            TVMW_LOG_WARN("tcindex", "account %llu: record is not a JSON object; not indexed",
+                          (unsigned long long)tvmw_get_be64(key));
+            return del(txn, d->tcx[x], key, key_len);
+        }
+        MDB_cursor *rel;
+        if (mdb_cursor_open(txn, d->rel, &rel) != 0) {
+            return TVMW_ESTORE;
+        }
+        size_t n = add_tariffs(rel, tvmw_get_be64(key), buf);
+        mdb_cursor_close(rel);
+        return n == 0 ? TVMW_ESTORE : put(txn, d->tcx[x], key, key_len, buf, n, false);
     }
     json_t *o = json_loadb((const char *)value, value_len, 0, NULL);
     if (!json_is_object(o)) {
         json_decref(o);
         TVMW_LOG_WARN("tcindex", "db=%u id=%llu: record is not a JSON object; index entry dropped",
                       db, (unsigned long long)tvmw_get_be64(key));
-        return del(txn, dbi[x], key, key_len);
+        return del(txn, d->tcx[x], key, key_len);
     }
     size_t n = 0;
     int rv = 0;
     switch (x) {
-    case EDGE_TCX_ACC:
-        n = enc_account(o, buf);
-        break;
     case EDGE_TCX_CHAN:
         n = enc_channel(o, buf);
         break;
@@ -461,12 +675,15 @@ int edge_tcx_update(MDB_txn *txn, const MDB_dbi dbi[EDGE_TCX_N], unsigned db, co
             rv = -1;
         }
         break;
+    default:
+        rv = -1;
+        break;
     }
     json_decref(o);
     if (rv != 0) {
-        return del(txn, dbi[x], key, key_len);
+        return del(txn, d->tcx[x], key, key_len);
     }
-    return put(txn, dbi[x], key, key_len, buf, n, append);
+    return put(txn, d->tcx[x], key, key_len, buf, n, loading);
 }
 
 int edge_tcx_account_json(const uint8_t *v, size_t len, uint8_t out[EDGE_TCX_ACC_LEN])
@@ -485,9 +702,13 @@ int edge_tcx_account_json(const uint8_t *v, size_t len, uint8_t out[EDGE_TCX_ACC
 
 int edge_tcx_account_decode(const uint8_t *v, size_t len, struct edge_tcx_account *out)
 {
-    if (len != ACC_LEN || v[0] != VERSION) {
+    if (len < ACC_LEN || v[0] != ACC_VERSION || v[2] > EDGE_TCX_TARIFFS ||
+        len != ACC_LEN + 8 * (size_t)v[2]) {
         return TVMW_ECORRUPT;
     }
+    out->tariffs_more = (v[1] & ACC_TAR_MORE) != 0;
+    out->n_tariffs = v[2];
+    out->tariffs = v + ACC_LEN;
     out->active = (v[1] & ACC_ACTIVE) != 0;
     out->multi_login = (v[1] & ACC_MULTI) != 0;
     out->client = tvmw_get_u64(v + 8);

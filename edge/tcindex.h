@@ -8,13 +8,21 @@
  * reads fixed-layout values instead of parsing JSON.
  *
  *   x_acc     be64 account -> account: client, customer, active,
- *             multi-login, logout cut-off, deactivation date
+ *             multi-login, logout cut-off, deactivation date, and the
+ *             tariffs of the account and of its customer
  *   x_chan    be64 channel -> channel: client, enabled, stream name
  *   x_client  be64 client  -> stream settings of the client
  *   x_keys    be64 kid     -> signing key: state and raw secret
  *
- * Entitlement needs no index: the relation database (db 11) is already
- * binary ("acc_tar/" be64 account be64 tariff, "tar_chan/" ...).
+ * An account's tariffs come from the relations "acc_tar/" and "cust_tar/"
+ * (db 11); every change of one of those, or of "cust_acc/", rewrites the
+ * entries of the accounts concerned (a customer's accounts are found
+ * through "cust_acc/", which the control plane writes with the account and
+ * deletes with it), so a check reads one entry instead of
+ * searching the relation database (the largest) twice. Whether a tariff
+ * holds the channel stays a lookup of "tar_chan/" in db 11 (small, hot).
+ * A snapshot load leaves accounts and relations to edge_tcx_load_finish,
+ * which derives every x_acc entry in one ordered pass once both are in.
  *
  * Values are little-endian, version byte first; decoders check version and
  * length and return TVMW_ECORRUPT otherwise. A record that does not parse
@@ -44,6 +52,7 @@ enum edge_tcx {
 extern const char *const edge_tcx_names[EDGE_TCX_N];
 
 #define EDGE_TCX_STREAM_MAX   255 /* a channel's stream_name (catalog.c limit) */
+#define EDGE_TCX_TARIFFS      16  /* tariffs an x_acc entry lists; beyond: "more" */
 #define EDGE_TCX_SECRET_MAX   64
 #define EDGE_TOKEN_TTL_S_DEF  86400 /* client setting stream_token_ttl_s (dchannels.c) */
 #define EDGE_MAX_SESSIONS_DEF 10    /* client setting stream_max_sessions */
@@ -51,13 +60,23 @@ extern const char *const edge_tcx_names[EDGE_TCX_N];
 /* True if changes to projected database db feed the index. */
 bool edge_tcx_wants(unsigned db);
 
-/* Writes (or, for value NULL, deletes) the index entry derived from the
- * record (db, key) in txn; a db the index does not follow is a no-op.
- * append: the snapshot load's key order (MDB_APPEND, falling back to a
- * plain put). Returns 0, or TVMW_ESTORE if LMDB failed (the caller aborts
- * its transaction). Writer thread only. */
-int edge_tcx_update(MDB_txn *txn, const MDB_dbi dbi[EDGE_TCX_N], unsigned db, const uint8_t *key,
-                    size_t key_len, const uint8_t *value, size_t value_len, bool append);
+/* The databases the index is written from and to, in one environment. */
+struct edge_tcx_dbs {
+    MDB_dbi tcx[EDGE_TCX_N];
+    MDB_dbi accounts; /* db 3 */
+    MDB_dbi rel;      /* db 11 */
+};
+
+/* Writes (or, for value NULL, deletes) the index entries derived from the
+ * record (db, key), already written in txn; a db the index does not follow
+ * is a no-op. loading: a snapshot load (records in key order; accounts and
+ * relations wait for edge_tcx_load_finish). Returns 0, or TVMW_ESTORE if
+ * LMDB failed (the caller aborts its transaction). Writer thread only. */
+int edge_tcx_update(MDB_txn *txn, const struct edge_tcx_dbs *d, unsigned db, const uint8_t *key,
+                    size_t key_len, const uint8_t *value, size_t value_len, bool loading);
+/* After the last record of a snapshot load: writes every x_acc entry from
+ * the accounts and relations in txn. 0 or TVMW_ESTORE. */
+int edge_tcx_load_finish(MDB_txn *txn, const struct edge_tcx_dbs *d);
 
 /* True for a write to db 13 (signing keys): readers reload their key rings. */
 static inline bool edge_tcx_is_keys(unsigned db)
@@ -69,7 +88,7 @@ static inline bool edge_tcx_is_keys(unsigned db)
  * the store uses (0), or -1 when it leaves the record to jansson; and by
  * jansson (0, or -1 if not a JSON object). Both write the same entry for
  * the same record: the fuzz target checks it. */
-#define EDGE_TCX_ACC_LEN 40
+#define EDGE_TCX_ACC_LEN 40 /* without tariffs */
 int edge_tcx_account_fast(const uint8_t *v, size_t len, uint8_t out[EDGE_TCX_ACC_LEN]);
 int edge_tcx_account_json(const uint8_t *v, size_t len, uint8_t out[EDGE_TCX_ACC_LEN]);
 
@@ -81,7 +100,10 @@ struct edge_tcx_account {
     uint64_t logout_before_ms; /* tokens issued before are revoked; 0: none */
     uint64_t deactivate_s;     /* deactivation_date 00:00 UTC; 0: none */
     bool active;
-    bool multi_login; /* allow_multiple_login: no session limits */
+    bool multi_login;  /* allow_multiple_login: no session limits */
+    bool tariffs_more; /* more than EDGE_TCX_TARIFFS: search the relations */
+    unsigned n_tariffs;
+    const uint8_t *tariffs; /* n_tariffs little-endian u64, ascending; borrowed */
 };
 
 struct edge_tcx_channel {

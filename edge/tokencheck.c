@@ -333,6 +333,18 @@ static bool stream_ok(const struct edge_tc_req *q, const struct edge_tcx_channel
     return true; /* the caller names no stream (generic form without name) */
 }
 
+/* 1 if tariff holds channel ("tar_chan/" in db 11), 0 if not, -1 on error. */
+static int tariff_holds(struct tc_thread *t, uint64_t tariff, uint64_t channel)
+{
+    uint8_t key[25];
+    memcpy(key, "tar_chan/", 9);
+    tvmw_put_be64(key + 9, tariff);
+    tvmw_put_be64(key + 17, channel);
+    MDB_val k = {.mv_size = sizeof(key), .mv_data = key}, v;
+    int rc = mdb_get(t->rd.r.txn, t->rd.rel, &k, &v);
+    return rc == 0 ? 1 : rc == MDB_NOTFOUND ? 0 : -1;
+}
+
 /* One of the tariffs `from` is linked to through relation `rel` (8 or 9
  * bytes with its '/') holds the channel. */
 static int tariffs_hold(struct tc_thread *t, const char *rel, size_t rel_len, uint64_t from,
@@ -454,10 +466,20 @@ static enum edge_tc_reason decide_state(struct edge_tokencheck *tc, struct tc_th
         return EDGE_TC_WRONG_STREAM;
     }
     bool found = false;
-    if (tariffs_hold(t, "acc_tar/", 8, tok->account, tok->content, &found) != 0 ||
-        (!found && acc.customer != 0 &&
-         tariffs_hold(t, "cust_tar/", 9, acc.customer, tok->content, &found) != 0)) {
-        return EDGE_TC_UNAVAILABLE;
+    if (acc.tariffs_more) { /* too many tariffs to list: the relations */
+        if (tariffs_hold(t, "acc_tar/", 8, tok->account, tok->content, &found) != 0 ||
+            (!found && acc.customer != 0 &&
+             tariffs_hold(t, "cust_tar/", 9, acc.customer, tok->content, &found) != 0)) {
+            return EDGE_TC_UNAVAILABLE;
+        }
+    } else {
+        for (unsigned i = 0; i < acc.n_tariffs && !found; i++) {
+            int r = tariff_holds(t, tvmw_get_u64(acc.tariffs + 8 * i), tok->content);
+            if (r < 0) {
+                return EDGE_TC_UNAVAILABLE;
+            }
+            found = r > 0;
+        }
     }
     if (!found) {
         return EDGE_TC_NOT_ENTITLED;

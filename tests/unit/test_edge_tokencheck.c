@@ -163,6 +163,11 @@ static void load_fixture(struct edge_store *s, uint64_t index, bool with_keys)
     put(l, EDGE_DB_CHANNELS, 52, "{\"client_id\":1,\"stream_name\":\"ch52\",\"enabled\":0}");
     put(l, EDGE_DB_CHANNELS, 53, "{\"client_id\":1,\"stream_name\":\"ch53\"}");
     put(l, EDGE_DB_CHANNELS, 60, "{\"client_id\":2,\"stream_name\":\"ch50\",\"enabled\":1}");
+    rel(l, "cust_acc", 100, 10); /* as the control plane links them */
+    rel(l, "cust_acc", 101, 11);
+    rel(l, "cust_acc", 100, 12);
+    rel(l, "cust_acc", 100, 13);
+    rel(l, "cust_acc", 200, 20);
     rel(l, "acc_tar", 10, 5);
     rel(l, "acc_tar", 12, 5);
     rel(l, "acc_tar", 13, 5);
@@ -706,6 +711,50 @@ static void test_revocation_and_keys(void **state)
     tvmw_buf_close(&b);
 }
 
+/* The account entries follow every relation change that can change an
+ * account's tariffs, and accounts with very many tariffs still work. */
+static void test_tariff_index(void **state)
+{
+    (void)state;
+    load_fixture(store, 50, true);
+    struct tok t = token(11, 50); /* through customer 101's tariff 6 */
+    char q[300];
+    snprintf(q, sizeof(q), "token=%s", t.text);
+    assert_int_equal(check(q, NULL).reason, EDGE_TC_ALLOW);
+    apply_del_rel("cust_tar", 101, 6);
+    assert_deny(check(q, NULL), 403, EDGE_TC_NOT_ENTITLED);
+    uint8_t k[64];
+    size_t n = rel_key("cust_tar", 101, 6, k);
+    apply_put(EDGE_DB_REL, k, n, "{}");
+    assert_int_equal(check(q, NULL).reason, EDGE_TC_ALLOW);
+    /* A new account of customer 101, as the control plane writes it:
+     * account, then its customer link. */
+    apply_id(EDGE_DB_ACCOUNTS, 14, "{\"client_id\":1,\"customer_id\":101,\"active\":1}");
+    n = rel_key("cust_acc", 101, 14, k);
+    apply_put(EDGE_DB_REL, k, n, "{}");
+    struct tok t14 = token(14, 50);
+    snprintf(q, sizeof(q), "token=%s", t14.text);
+    assert_int_equal(check(q, NULL).reason, EDGE_TC_ALLOW);
+    /* ... and it follows its customer's tariffs too. */
+    apply_del_rel("cust_tar", 101, 6);
+    assert_deny(check(q, NULL), 403, EDGE_TC_NOT_ENTITLED);
+    /* An account with more tariffs than an entry lists. */
+    for (uint64_t tar = 100; tar < 100 + EDGE_TCX_TARIFFS + 3; tar++) {
+        n = rel_key("acc_tar", 14, tar, k);
+        apply_put(EDGE_DB_REL, k, n, "{}");
+    }
+    assert_deny(check(q, NULL), 403, EDGE_TC_NOT_ENTITLED);
+    n = rel_key("tar_chan", 100 + EDGE_TCX_TARIFFS + 2, 50, k);
+    apply_put(EDGE_DB_REL, k, n, "{}");
+    assert_int_equal(check(q, NULL).reason, EDGE_TC_ALLOW);
+    apply_del_rel("acc_tar", 14, 100 + EDGE_TCX_TARIFFS + 2);
+    assert_deny(check(q, NULL), 403, EDGE_TC_NOT_ENTITLED);
+    /* The same state through a snapshot: the load derives the entries. */
+    load_fixture(store, next_index++, true);
+    snprintf(q, sizeof(q), "token=%s", t.text);
+    assert_int_equal(check(q, NULL).reason, EDGE_TC_ALLOW);
+}
+
 static void test_session_limit(void **state)
 {
     (void)state;
@@ -1061,6 +1110,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_revocation_and_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tariff_index, setup, teardown),
         cmocka_unit_test(test_tcsess),
         cmocka_unit_test(test_account_scanner),
         cmocka_unit_test(test_parse),
