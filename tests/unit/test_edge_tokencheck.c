@@ -43,13 +43,19 @@
 /* ---- counting allocations ------------------------------------------------------------ */
 
 /* The executable's malloc family interposes on every library's, so this
- * counts what LMDB, OpenSSL and libmicrohttpd allocate too. */
+ * counts what LMDB, OpenSSL and libmicrohttpd allocate too. Not in the
+ * AddressSanitizer build: ASan owns malloc there (and calls it before this
+ * program is initialised), so the counts are the normal build's check. */
+static _Atomic long n_allocs;
+static _Atomic bool counting;
+#if defined(__SANITIZE_ADDRESS__)
+#define COUNTS_ALLOCS 0
+#else
+#define COUNTS_ALLOCS 1
 void *__libc_malloc(size_t);
 void *__libc_calloc(size_t, size_t);
 void *__libc_realloc(void *, size_t);
 void __libc_free(void *);
-static _Atomic long n_allocs;
-static _Atomic bool counting;
 
 void *malloc(size_t n)
 {
@@ -79,6 +85,7 @@ void free(void *p)
 {
     __libc_free(p);
 }
+#endif
 
 /* ---- fixture ------------------------------------------------------------------------- */
 
@@ -964,7 +971,7 @@ static void test_hmac(void **state)
     atomic_store(&counting, true);
     HMAC(EVP_sha256(), key, 32, msg, 52, want, &wl);
     atomic_store(&counting, false);
-    assert_true(atomic_load(&n_allocs) > 0);
+    assert_true(!COUNTS_ALLOCS || atomic_load(&n_allocs) > 0);
 }
 
 /* ---- tests: nothing allocated on the hot path ---------------------------------------- */
