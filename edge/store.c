@@ -40,7 +40,7 @@
 #include "edge/proto.h"
 #include "edge/tcindex.h"
 
-#define STORE_FORMAT     3     /* 2: the token check's index (tcindex.h); 3: account tariffs */
+#define STORE_FORMAT     4     /* 2: token-check index (tcindex.h); 3: tariffs; 4: integer keys */
 #define LOAD_TXN_RECORDS 50000 /* records per write txn while loading a snapshot */
 #define PATH_LEN         600
 
@@ -236,7 +236,8 @@ static int gen_open(const char *dir, size_t map_size_mb, bool create, struct edg
         }
     }
     for (unsigned x = 0; x < EDGE_TCX_N; x++) {
-        if ((rc = mdb_dbi_open(txn, edge_tcx_names[x], flags, &g->tcx[x])) != 0) {
+        if ((rc = mdb_dbi_open(txn, edge_tcx_names[x], flags | EDGE_TCX_DB_FLAGS, &g->tcx[x])) !=
+            0) {
             goto err_abort;
         }
         g->tcxd.tcx[x] = g->tcx[x];

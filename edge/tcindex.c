@@ -388,10 +388,10 @@ static int enc_key(const json_t *o, uint8_t out[KEY_HEAD + EDGE_TCX_SECRET_MAX],
 
 /* ---- update --------------------------------------------------------------------------- */
 
-static int put(MDB_txn *txn, MDB_dbi dbi, const uint8_t *key, size_t key_len, const uint8_t *v,
-               size_t len, bool append)
+/* Index keys are ids in native byte order (MDB_INTEGERKEY, see tcindex.h). */
+static int put(MDB_txn *txn, MDB_dbi dbi, uint64_t id, const uint8_t *v, size_t len, bool append)
 {
-    MDB_val k = {.mv_size = key_len, .mv_data = (void *)key};
+    MDB_val k = {.mv_size = sizeof(id), .mv_data = &id};
     MDB_val d = {.mv_size = len, .mv_data = (void *)v};
     int rc = mdb_put(txn, dbi, &k, &d, append ? MDB_APPEND : 0);
     if (rc == MDB_KEYEXIST && append) {
@@ -400,9 +400,9 @@ static int put(MDB_txn *txn, MDB_dbi dbi, const uint8_t *key, size_t key_len, co
     return rc == 0 ? 0 : TVMW_ESTORE;
 }
 
-static int del(MDB_txn *txn, MDB_dbi dbi, const uint8_t *key, size_t key_len)
+static int del(MDB_txn *txn, MDB_dbi dbi, uint64_t id)
 {
-    MDB_val k = {.mv_size = key_len, .mv_data = (void *)key};
+    MDB_val k = {.mv_size = sizeof(id), .mv_data = &id};
     int rc = mdb_del(txn, dbi, &k, NULL);
     return rc == 0 || rc == MDB_NOTFOUND ? 0 : TVMW_ESTORE;
 }
@@ -486,9 +486,8 @@ static int account_header(const uint8_t *value, size_t len, uint8_t buf[ACC_LEN]
 static int account_refresh(MDB_txn *txn, const struct edge_tcx_dbs *d, MDB_cursor *rel,
                            uint64_t account)
 {
-    uint8_t key[8], buf[ACC_TAR_MAX_LEN];
-    tvmw_put_be64(key, account);
-    MDB_val k = {.mv_size = 8, .mv_data = key}, v;
+    uint8_t buf[ACC_TAR_MAX_LEN];
+    MDB_val k = {.mv_size = sizeof(account), .mv_data = &account}, v;
     int rc = mdb_get(txn, d->tcx[EDGE_TCX_ACC], &k, &v);
     if (rc == MDB_NOTFOUND) {
         return 0;
@@ -499,7 +498,7 @@ static int account_refresh(MDB_txn *txn, const struct edge_tcx_dbs *d, MDB_curso
     memcpy(buf, v.mv_data, ACC_LEN);
     buf[1] &= (uint8_t)~ACC_TAR_MORE;
     size_t n = add_tariffs(rel, account, buf);
-    return n == 0 ? TVMW_ESTORE : put(txn, d->tcx[EDGE_TCX_ACC], key, 8, buf, n, false);
+    return n == 0 ? TVMW_ESTORE : put(txn, d->tcx[EDGE_TCX_ACC], account, buf, n, false);
 }
 
 /* A relation change: the accounts whose tariffs it may change. */
@@ -589,8 +588,9 @@ int edge_tcx_load_finish(MDB_txn *txn, const struct edge_tcx_dbs *d)
             dropped++;
             continue;
         }
-        size_t n = add_tariffs(rel, tvmw_get_be64(k.mv_data), buf);
-        rv = n == 0 ? TVMW_ESTORE : put(txn, d->tcx[EDGE_TCX_ACC], k.mv_data, 8, buf, n, true);
+        uint64_t id = tvmw_get_be64(k.mv_data);
+        size_t n = add_tariffs(rel, id, buf);
+        rv = n == 0 ? TVMW_ESTORE : put(txn, d->tcx[EDGE_TCX_ACC], id, buf, n, true);
     }
     mdb_cursor_close(rel);
     mdb_cursor_close(acc);
@@ -634,30 +634,31 @@ int edge_tcx_update(MDB_txn *txn, const struct edge_tcx_dbs *d, unsigned db, con
     if (key_len != 8) {
         return 0; /* not an id key: nothing the check looks up */
     }
+    uint64_t id = tvmw_get_be64(key);
     if (value == NULL) {
-        return del(txn, d->tcx[x], key, key_len);
+        return del(txn, d->tcx[x], id);
     }
     uint8_t buf[CHAN_HEAD + EDGE_TCX_STREAM_MAX + KEY_HEAD + EDGE_TCX_SECRET_MAX + ACC_TAR_MAX_LEN];
     if (x == EDGE_TCX_ACC) {
         if (account_header(value, value_len, buf) != 0) {
             TVMW_LOG_WARN("tcindex", "account %llu: record is not a JSON object; not indexed",
-                          (unsigned long long)tvmw_get_be64(key));
-            return del(txn, d->tcx[x], key, key_len);
+                          (unsigned long long)id);
+            return del(txn, d->tcx[x], id);
         }
         MDB_cursor *rel;
         if (mdb_cursor_open(txn, d->rel, &rel) != 0) {
             return TVMW_ESTORE;
         }
-        size_t n = add_tariffs(rel, tvmw_get_be64(key), buf);
+        size_t n = add_tariffs(rel, id, buf);
         mdb_cursor_close(rel);
-        return n == 0 ? TVMW_ESTORE : put(txn, d->tcx[x], key, key_len, buf, n, false);
+        return n == 0 ? TVMW_ESTORE : put(txn, d->tcx[x], id, buf, n, false);
     }
     json_t *o = json_loadb((const char *)value, value_len, 0, NULL);
     if (!json_is_object(o)) {
         json_decref(o);
         TVMW_LOG_WARN("tcindex", "db=%u id=%llu: record is not a JSON object; index entry dropped",
-                      db, (unsigned long long)tvmw_get_be64(key));
-        return del(txn, d->tcx[x], key, key_len);
+                      db, (unsigned long long)id);
+        return del(txn, d->tcx[x], id);
     }
     size_t n = 0;
     int rv = 0;
@@ -671,7 +672,7 @@ int edge_tcx_update(MDB_txn *txn, const struct edge_tcx_dbs *d, unsigned db, con
     case EDGE_TCX_KEYS:
         if (enc_key(o, buf, &n) != 0) {
             TVMW_LOG_WARN("tcindex", "key %llu: unusable key record; it validates nothing",
-                          (unsigned long long)tvmw_get_be64(key));
+                          (unsigned long long)id);
             rv = -1;
         }
         break;
@@ -681,9 +682,9 @@ int edge_tcx_update(MDB_txn *txn, const struct edge_tcx_dbs *d, unsigned db, con
     }
     json_decref(o);
     if (rv != 0) {
-        return del(txn, d->tcx[x], key, key_len);
+        return del(txn, d->tcx[x], id);
     }
-    return put(txn, d->tcx[x], key, key_len, buf, n, loading);
+    return put(txn, d->tcx[x], id, buf, n, loading);
 }
 
 int edge_tcx_account_json(const uint8_t *v, size_t len, uint8_t out[EDGE_TCX_ACC_LEN])
@@ -745,12 +746,16 @@ int edge_tcx_client_decode(const uint8_t *v, size_t len, struct edge_tcx_client 
 int edge_tcx_key_decode(const uint8_t *key, size_t key_len, const uint8_t *v, size_t len,
                         struct edge_tcx_key *out)
 {
-    if (key_len != KID_KEY_LEN || tvmw_get_be64(key) == 0 || tvmw_get_be64(key) > UINT16_MAX ||
-        len < KEY_HEAD || v[0] != VERSION || tvmw_get_u16(v + 2) != len - KEY_HEAD ||
+    uint64_t kid = 0;
+    if (key_len == KID_KEY_LEN) {
+        memcpy(&kid, key, sizeof(kid));
+    }
+    if (key_len != KID_KEY_LEN || kid == 0 || kid > UINT16_MAX || len < KEY_HEAD ||
+        v[0] != VERSION || tvmw_get_u16(v + 2) != len - KEY_HEAD ||
         len - KEY_HEAD > EDGE_TCX_SECRET_MAX) {
         return TVMW_ECORRUPT;
     }
-    out->kid = (uint16_t)tvmw_get_be64(key);
+    out->kid = (uint16_t)kid;
     out->active = (v[1] & KEY_IS_ACTIVE) != 0;
     out->secret = v + KEY_HEAD;
     out->secret_len = (unsigned)(len - KEY_HEAD);

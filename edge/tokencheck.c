@@ -256,9 +256,7 @@ static void state_end(struct tc_thread *t)
 
 static int get(struct tc_thread *t, enum edge_tcx x, uint64_t id, MDB_val *v)
 {
-    uint8_t k[8];
-    tvmw_put_be64(k, id);
-    MDB_val key = {.mv_size = sizeof(k), .mv_data = k};
+    MDB_val key = {.mv_size = sizeof(id), .mv_data = &id}; /* native: MDB_INTEGERKEY */
     return mdb_get(t->rd.r.txn, t->rd.tcx[x], &key, v);
 }
 
