@@ -29,6 +29,7 @@ import http.client
 import json
 import os
 import random
+import resource
 import re
 import shutil
 import signal
@@ -319,12 +320,27 @@ http {
     return p, v
 
 
-def run_wrk(port, requests):
+def machine_busy():
+    """Busy and total jiffies of the whole machine (/proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    return sum(v) - idle, sum(v)
+
+
+def run_wrk(port, requests, duration=None):
     env = dict(os.environ, BENCH_REQUESTS=requests)
     lua = os.path.join(REPO, "scripts/bench/token_check.lua")
-    cmd = ["wrk", "-t2", "-c64", "-d%ds" % DURATION, "--latency", "-s", lua,
+    cmd = ["wrk", "-t2", "-c64", "-d%ds" % (duration or DURATION), "--latency", "-s", lua,
            "http://127.0.0.1:%d" % port]
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    b0, t0 = machine_busy()
     out = subprocess.run(cmd, env=env, capture_output=True, text=True).stdout
+    b1, t1 = machine_busy()
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ncpu = os.cpu_count()
+    busy_cores = (b1 - b0) / max(1, t1 - t0) * ncpu
+    wrk_cores = ((ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)) / (duration or DURATION)
     print(out, file=sys.stderr)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
@@ -337,7 +353,8 @@ def run_wrk(port, requests):
     total = int(re.search(r"(\d+) requests in", out).group(1))
     return {"rps": rps, "p50": ms(50), "p90": ms(90), "p99": ms(99), "requests": total,
             "non2xx": int(errs.group(1)) if errs else 0,
-            "socket_errors": sock.group(1).strip() if sock else "none"}
+            "socket_errors": sock.group(1).strip() if sock else "none",
+            "busy_cores": busy_cores, "wrk_cores": wrk_cores}
 
 
 def cpu_ticks(pid):
@@ -362,10 +379,13 @@ def write_docs(r):
     head = "## Edge: stream-token check vs nginx (issue 6)"
     text = open(doc).read() if os.path.exists(doc) else "# Benchmarks\n"
     e, n = r["edge"], r["nginx"]
+    def others(x):
+        return max(0.0, x["busy_cores"] - x["server_cores"] - x["wrk_cores"])
     rows = "\n".join(
-        "| %d | %.0f | %.2f ms | %.2f ms | %d | %.0f | %.2f ms | %.2f ms | %d |"
-        % (i + 1, a["rps"], a["p50"], a["p99"], a["non2xx"], b["rps"], b["p50"], b["p99"],
-           b["non2xx"]) for i, (a, b) in enumerate(zip(r["edge_rounds"], r["nginx_rounds"])))
+        "| %d | %.0f | %.2f ms | %.2f ms | %.2f | %.0f | %.2f ms | %.2f ms | %.2f | %.2f |"
+        % (i + 1, a["rps"], a["p50"], a["p99"], others(a), b["rps"], b["p50"], b["p99"],
+           others(b), a["rps"] / b["rps"])
+        for i, (a, b) in enumerate(zip(r["edge_rounds"], r["nginx_rounds"])))
     met = r["ratio"] >= 0.8 and e["p99"] <= n["p99"]
     sec = """%s
 
@@ -379,15 +399,19 @@ p99 %.2f ms vs nginx %.2f ms).
 | nginx `return 200` (median of %d rounds) | **%.0f** | %.2f ms | **%.2f ms** | %d |
 | **edge / nginx** | **%.2f** | | %.2f | |
 
-Rounds (each %d s, edge then nginx):
+Rounds (each %d s, edge then nginx, after 5 s of warm-up each; "other"
+is the CPU, in cores of 2, that processes not started by the benchmark
+used meanwhile — the machine is shared, and rounds with more of it are
+disturbed):
 
-| round | edge req/s | edge p50 | edge p99 | edge non-2xx | nginx req/s | nginx p50 | nginx p99 | nginx non-2xx |
-|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| round | edge req/s | edge p50 | edge p99 | other | nginx req/s | nginx p50 | nginx p99 | other | edge/nginx |
+|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 %s
 
 - Command: `%s`; date %s; %s
 - Machine: %s; wrk and the server under test share the 2 cores, so the
-  latencies are mostly queueing (64 connections on 2 cores)
+  latencies are mostly queueing (64 connections on 2 cores); load average
+  before the rounds %s
 - Data set: `tvmwctl sample-data --accounts %d --channels %d` imported
   through the bulk import (%s); client setting `stream_session_limit` on
   (every check also counts the session in the edge's table)
@@ -409,7 +433,7 @@ Rounds (each %d s, edge then nginx):
 """ % (head, "met" if met else "not met", r["ratio"], e["p99"], n["p99"], ROUNDS, e["rps"],
        e["p50"], e["p99"], e["non2xx"], ROUNDS, n["rps"], n["p50"], n["p99"], n["non2xx"],
        r["ratio"], e["p99"] / n["p99"] if n["p99"] else 0, DURATION, rows, r["cmd"], r["date"],
-       r["bin"], r["machine"], r["dataset"]["accounts"], CHANNELS,
+       r["bin"], r["machine"], r["load_before"], r["dataset"]["accounts"], CHANNELS,
        "imported in %.0f s" % r["dataset"]["import_s"], POOL, r["dataset"]["accounts"],
        r["tokens"], r["requests"], r["target_bytes"], r["prepared"], r["edge_cpu"],
        r["edge_rss"], r["edge_denied"], r["nginx_version"], r["nginx_cpu"], DURATION)
@@ -474,20 +498,29 @@ def main():
             if p is not edge:
                 stop(p)
         nginx, nginx_version = start_nginx(tmp)
+        with open("/proc/loadavg") as f:
+            load_before = " ".join(f.read().split()[:3])
         nginx_pids = [nginx.pid] + [int(x) for x in subprocess.run(
             ["pgrep", "-P", str(nginx.pid)], capture_output=True, text=True).stdout.split()]
         er, nr = [], []
         ecpu = ncpu = 0.0
         hz = os.sysconf("SC_CLK_TCK")
+        # Warm-up, not counted: the edge's first requests fault in the pages
+        # of its state that the pool touches.
+        log("warm-up: 5 s each")
+        warm = [run_wrk(EDGE_PORT, reqs, 5), run_wrk(NGINX_PORT, reqs, 5)]
         for i in range(ROUNDS):
             t0, c0 = time.time(), cpu_ticks(edge.pid)
             log("round %d: edge" % (i + 1))
             er.append(run_wrk(EDGE_PORT, reqs))
-            ecpu += (cpu_ticks(edge.pid) - c0) / hz / (time.time() - t0)
+            er[-1]["server_cores"] = (cpu_ticks(edge.pid) - c0) / hz / (time.time() - t0)
+            ecpu += er[-1]["server_cores"]
             t0, c0 = time.time(), sum(cpu_ticks(p) for p in nginx_pids)
             log("round %d: nginx" % (i + 1))
             nr.append(run_wrk(NGINX_PORT, reqs))
-            ncpu += (sum(cpu_ticks(p) for p in nginx_pids) - c0) / hz / (time.time() - t0)
+            nr[-1]["server_cores"] = (sum(cpu_ticks(p) for p in nginx_pids) - c0) / hz / (
+                time.time() - t0)
+            ncpu += nr[-1]["server_cores"]
         with open("/proc/%d/status" % edge.pid) as f:
             rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
         st, body = get(EDGE_PORT, "/metrics")
@@ -500,6 +533,7 @@ def main():
              "target_bytes": sum(lens) // len(lens), "prepared": prepared,
              "edge_cpu": ecpu / ROUNDS, "nginx_cpu": ncpu / ROUNDS, "edge_rss": rss,
              "edge_denied": denied, "nginx_version": nginx_version, "machine": machine(),
+             "warm": warm, "load_before": load_before,
              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
              "cmd": os.environ.get("BENCH_CMD", "scripts/bench/token_check.sh"),
              "bin": os.environ.get("BENCH_BIN_DESC", BIN)}
