@@ -291,6 +291,10 @@ static void define_node(struct it_cluster *c, uint64_t id, bool join)
     n->defined = true;
     n->join = join;
     snprintf(n->http, sizeof(n->http), "127.0.0.1:%u", c->opts.base_port + (unsigned)id);
+    if (!join && id < 32 && (c->opts.proxied & (1u << id)) != 0) {
+        snprintf(n->listen, sizeof(n->listen), "127.0.0.1:%u",
+                 c->opts.base_port + 50 + (unsigned)id);
+    }
     snprintf(n->raft, sizeof(n->raft), "127.0.0.1:%u", c->opts.base_port + 100 + (unsigned)id);
     snprintf(n->data_dir, sizeof(n->data_dir), "%s/data/node-%llu", c->dir, (unsigned long long)id);
     snprintf(n->log_path, sizeof(n->log_path), "%s/node-%llu.log", c->dir, (unsigned long long)id);
@@ -546,6 +550,9 @@ static int spawn(struct it_cluster *c, struct it_node *n)
         argv[a++] = n->raft;
         argv[a++] = "--http-address";
         argv[a++] = n->http;
+    } else if (n->listen[0] != '\0') {
+        argv[a++] = "--http-address";
+        argv[a++] = n->listen;
     }
     const char *level = getenv("TVMW_IT_LOG_LEVEL");
     if (level != NULL) {

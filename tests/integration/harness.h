@@ -103,6 +103,10 @@ struct it_opts {
     /* A JSON object merged (recursively) into the generated cluster.json,
      * e.g. "{\"billing\":{\"check_interval_ms\":250}}"; NULL: none. */
     const char *extra_config;
+    /* Nodes (bit 1 << id) that listen for HTTP on base+50+id (it_node's
+     * listen) while cluster.json, the other nodes and the harness use
+     * base+id, where the test runs a proxy in front of them. */
+    unsigned proxied;
 };
 
 struct it_node {
@@ -113,6 +117,7 @@ struct it_node {
     bool serving; /* the writer may send to it */
     unsigned starts;
     char http[IT_ADDR_MAX];
+    char listen[IT_ADDR_MAX]; /* "" or where it really listens (it_opts.proxied) */
     char raft[IT_ADDR_MAX];
     char data_dir[IT_PATH_MAX];
     char log_path[IT_PATH_MAX];
