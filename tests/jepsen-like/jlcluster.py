@@ -77,7 +77,7 @@ class Cluster:
     def __init__(self, topo, run_dir, bin_path, n_initial, admin_token,
                  unsafe=False, election_ms=1000, heartbeat_ms=100,
                  snapshot_threshold=64, snapshot_trailing=32,
-                 request_timeout_ms=2000, log=print, log_level="info"):
+                 request_timeout_ms=2000, log=print, log_level="info", edges=()):
         self.topo, self.run_dir, self.bin = topo, run_dir, bin_path
         self.n_initial = n_initial
         self.admin = jlclient.Admin(admin_token)
@@ -108,6 +108,13 @@ class Cluster:
                        "datacenter": "dc-%s" % "abc"[(s - 1) % 3]}
                       for s in range(1, n_initial + 1)],
         }
+        if edges:
+            # The edges (jledge.py) read the same file.  Tokens of the
+            # expiry tenant must fail soon after their ttl: skew 1 s; no
+            # health probes (the streaming services' hosts do not exist).
+            conf["edges"] = list(edges)
+            conf["stream_auth"] = {"skew_s": 1}
+            conf["probe"] = {"interval_ms": 0}
         with open(self.conf_path, "w") as fh:
             json.dump(conf, fh, indent=2)
         self.conf = conf

@@ -5,8 +5,10 @@ Every object carries the suite's prefix (PREFIX) so that leftovers of a run
 that crashed can be found and removed at the next start:
 
     bridge   jlbr0            address 10.77.S.254/24 (the clients' side)
-    netns    jl-n<i>          eth0 = 10.77.S.<i>/24, lo up
+    netns    jl-n<i>          control-plane slot i: eth0 = 10.77.S.<i>/24, lo up
     veth     jlv<i>           host end, enslaved to jlbr0
+    netns    jl-e<j>          edge j: eth0 = 10.77.S.<100+j>/24 (slot 100+j)
+    veth     jlve<j>          host end of edge j
     nft      table inet jlpart (inside a namespace; partitions)
 
 Only addresses of 10.77.S.0/24 are used, and only inside these namespaces
@@ -21,6 +23,7 @@ import subprocess
 PREFIX = "jl"
 BRIDGE = PREFIX + "br0"
 NFT_TABLE = PREFIX + "part"
+EDGE_SLOT_BASE = 100     # edge j lives in slot 100 + j (address .100+j)
 
 
 class NetError(RuntimeError):
@@ -40,11 +43,19 @@ def sh(args, check=True, input=None, timeout=20):
     return p.stdout
 
 
+def is_edge_slot(slot):
+    return slot > EDGE_SLOT_BASE
+
+
 def ns_name(slot):
+    if is_edge_slot(slot):
+        return "%s-e%d" % (PREFIX, slot - EDGE_SLOT_BASE)
     return "%s-n%d" % (PREFIX, slot)
 
 
 def veth_name(slot):
+    if is_edge_slot(slot):
+        return "%sve%d" % (PREFIX, slot - EDGE_SLOT_BASE)
     return "%sv%d" % (PREFIX, slot)
 
 
@@ -74,7 +85,7 @@ def cleanup_leftovers(log=print):
     inside our namespaces (a crashed run's nodes), namespaces, veths, the
     bridge.  Returns the number of objects removed."""
     removed = 0
-    pat = re.compile(r"^%s-n\d+$" % re.escape(PREFIX))
+    pat = re.compile(r"^%s-[ne]\d+$" % re.escape(PREFIX))
     for ns in list_namespaces():
         if not pat.match(ns):
             continue
@@ -89,7 +100,7 @@ def cleanup_leftovers(log=print):
         log("cleanup: removed namespace %s" % ns)
         removed += 1
     links = sh(["ip", "-o", "link", "show"], check=False)
-    for m in re.finditer(r"^\d+:\s+(%s(?:v\d+|br0))[@:]" % re.escape(PREFIX),
+    for m in re.finditer(r"^\d+:\s+(%s(?:v\d+|ve\d+|br0))[@:]" % re.escape(PREFIX),
                          links, re.M):
         sh(["ip", "link", "del", m.group(1)], check=False)
         log("cleanup: removed link %s" % m.group(1))
@@ -98,14 +109,30 @@ def cleanup_leftovers(log=print):
 
 
 class Topology:
-    """Bridge + one namespace per slot (1..nslots) on 10.77.<subnet>.0/24."""
+    """Bridge + one namespace per slot (1..nslots) on 10.77.<subnet>.0/24,
+    and one per edge (slots 101..100+nedges)."""
 
-    def __init__(self, nslots, subnet=90, log=print):
+    def __init__(self, nslots, subnet=90, log=print, nedges=0):
         if not 1 <= subnet <= 254:
             raise ValueError("subnet must be 1..254")
+        if not 0 <= nedges <= 50 or nslots >= EDGE_SLOT_BASE:
+            raise ValueError("at most 50 edges and 99 node slots")
         self.nslots, self.subnet, self.log = nslots, subnet, log
+        self.nedges = nedges
         self.created = False
         self.blocked = {}    # slot -> frozenset of slots whose packets it drops
+
+    @staticmethod
+    def edge_slot(j):
+        return EDGE_SLOT_BASE + j
+
+    @property
+    def edge_slots(self):
+        return [self.edge_slot(j) for j in range(1, self.nedges + 1)]
+
+    @property
+    def all_slots(self):
+        return list(range(1, self.nslots + 1)) + self.edge_slots
 
     def addr(self, slot):
         return "10.77.%d.%d" % (self.subnet, slot)
@@ -129,7 +156,7 @@ class Topology:
         sh(["ip", "link", "add", BRIDGE, "type", "bridge"])
         sh(["ip", "addr", "add", self.bridge_addr + "/24", "dev", BRIDGE])
         sh(["ip", "link", "set", BRIDGE, "up"])
-        for s in range(1, self.nslots + 1):
+        for s in self.all_slots:
             ns, veth = ns_name(s), veth_name(s)
             sh(["ip", "netns", "add", ns])
             sh(["ip", "link", "add", veth, "type", "veth", "peer", "name",
@@ -157,13 +184,19 @@ class Topology:
         self.blocked[slot] = from_slots
 
     def partition(self, grudge):
-        """grudge: {slot: set of slots it must not hear from}.  Slots not
-        named are healed."""
+        """grudge: {slot: set of slots it must not hear from}.  Node slots
+        not named are healed (edges keep their own rules)."""
         for s in range(1, self.nslots + 1):
             self.set_drops(s, grudge.get(s, ()))
 
+    def partition_edges(self, grudge):
+        """The same for the edges' namespaces: {edge slot: node slots it
+        must not hear from}; edges not named are healed."""
+        for s in self.edge_slots:
+            self.set_drops(s, grudge.get(s, ()))
+
     def heal(self):
-        for s in range(1, self.nslots + 1):
+        for s in self.all_slots:
             try:
                 self.set_drops(s, ())
             except NetError as e:
@@ -173,7 +206,7 @@ class Topology:
     def destroy(self):
         if not self.created:
             return
-        for s in range(1, self.nslots + 1):
+        for s in self.all_slots:
             sh(["ip", "netns", "del", ns_name(s)], check=False)
             sh(["ip", "link", "del", veth_name(s)], check=False)
         sh(["ip", "link", "del", BRIDGE], check=False)

@@ -15,6 +15,15 @@ Kinds (--nemesis, comma-separated, or `all`, or `none`):
              transfer leadership
   wipe       kill a voter, remove it, wipe its data dir, start it with
              --join, add and promote it again (same id, as docs/operations.md)
+  edge-partition  cut one edge, or every edge, off the control plane, or
+             let one edge reach a single control-plane node (nftables in the
+             edges' namespaces; the clients still reach the edges)
+  edge-kill  SIGKILL of an edge; restarted later with its data dir
+  edge-pause SIGSTOP of an edge; SIGCONT later
+The edge kinds only exist in runs with edges (the edge workload).  Runs
+with edges also get calm windows (calm_every / calm_len): every fault is
+ended and none starts for a while, so that the edge checker sees
+revocations on a healthy system too (its bound only applies there).
 
 Every start and end of a fault is an event in nemesis.jsonl (with the
 history index at that moment) and in the run log.
@@ -27,7 +36,9 @@ import time
 
 import jlnet
 
-KINDS = ("partition", "kill", "pause", "clock", "member", "wipe")
+KINDS = ("partition", "kill", "pause", "clock", "member", "wipe",
+         "edge-partition", "edge-kill", "edge-pause")
+EDGE_KINDS = ("edge-partition", "edge-kill", "edge-pause")
 
 
 def parse_kinds(spec):
@@ -46,8 +57,12 @@ def parse_kinds(spec):
 class Nemesis:
     def __init__(self, cluster, topo, rng, kinds, events_path, history,
                  log=print, interval=(1.5, 4.0), duration=(2.0, 8.0),
-                 max_active=2):
+                 max_active=2, edges=None, calm_every=None, calm_len=20.0):
         self.c, self.topo, self.rng, self.kinds = cluster, topo, rng, kinds
+        self.edges = edges        # jledge.Edges or None
+        self.calm_every, self.calm_len = calm_every, calm_len
+        self.calm_until = None
+        self.faulty_since = time.monotonic()
         self.history, self.log = history, log
         self.interval, self.duration, self.max_active = interval, duration, max_active
         self.events_fh = open(events_path, "a")
@@ -90,6 +105,7 @@ class Nemesis:
 
     # ---- the loop ------------------------------------------------------------------
     def start(self):
+        self.faulty_since = time.monotonic()
         self.thread = threading.Thread(target=self._loop, name="nemesis", daemon=True)
         self.thread.start()
 
@@ -110,6 +126,19 @@ class Nemesis:
         now = time.monotonic()
         for a in [a for a in self.active if a["until"] <= now]:
             self._end(a)
+        if self.calm_every:
+            if self.calm_until is not None:
+                if now < self.calm_until:
+                    return
+                self.calm_until = None
+                self.faulty_since = now
+                self.event("calm", {"seconds": self.calm_len}, "end")
+            elif now - self.faulty_since >= self.calm_every:
+                for a in list(self.active):
+                    self._end(a)
+                self.calm_until = now + self.calm_len
+                self.event("calm", {"seconds": self.calm_len}, "start")
+                return
         if not self.kinds or len(self.active) >= self.max_active:
             return
         if self.active and self.rng.random() < 0.35:
@@ -117,12 +146,19 @@ class Nemesis:
         kind = self.rng.choice(self.kinds)
         if kind in [a["kind"] for a in self.active] and kind != "kill":
             return
-        getattr(self, "_start_" + kind)()
+        getattr(self, "_start_" + kind.replace("-", "_"))()
 
-    def _add(self, kind, desc, undo, slots=()):
+    def _add(self, kind, desc, undo, slots=(), edges=()):
         d = self.rng.uniform(*self.duration)
         self.active.append({"kind": kind, "until": time.monotonic() + d,
-                            "undo": undo, "desc": desc, "slots": set(slots)})
+                            "undo": undo, "desc": desc, "slots": set(slots),
+                            "edges": set(edges)})
+
+    def busy_edges(self):
+        out = set()
+        for a in self.active:
+            out.update(a.get("edges", ()))
+        return out
 
     def _end(self, a):
         self.active.remove(a)
@@ -139,6 +175,7 @@ class Nemesis:
         for a in list(self.active):
             self._end(a)
         self.topo.heal()
+        self._heal_edges()
         for s, n in self.c.nodes.items():
             if n.alive() and n.paused:
                 self.c.signal(s, signal.SIGCONT)
@@ -170,6 +207,16 @@ class Nemesis:
             if role != "voter":
                 self._promote(mid)
         return True
+
+    def _heal_edges(self):
+        if self.edges is None:
+            return
+        for e in self.edges:
+            if e.alive() and e.paused:
+                self.edges.signal(e.j, signal.SIGCONT)
+            if not e.alive():
+                self.edges.start(e.j)
+                self.event("edge-kill", {"edges": [e.name], "restart": "final heal"}, "end")
 
     def _known_members(self):
         last = getattr(self, "_last_members", None)
@@ -214,7 +261,8 @@ class Nemesis:
             desc["ring"] = ["n%d" % s for s in ring]
         self.topo.partition(grudge)
         self.event("partition", desc)
-        self._add("partition", desc, self.topo.heal)
+        # Heal the nodes only: an edge partition has its own end.
+        self._add("partition", desc, lambda: self.topo.partition({}))
 
     # ---- crashes ------------------------------------------------------------------
     def _start_kill(self):
@@ -448,3 +496,76 @@ class Nemesis:
         self.c.wipe(victim)
         ok = self._join(victim)
         self.event("wipe", {"node": n.name, "rejoined": ok}, "end")
+
+    # ---- edges ------------------------------------------------------------------------
+    def _free_edges(self, running=True):
+        if self.edges is None:
+            return []
+        busy = self.busy_edges()
+        return [e for e in self.edges if e.j not in busy
+                and (not running or (e.alive() and not e.paused))]
+
+    def _start_edge_partition(self):
+        free = self._free_edges(running=False)
+        if not free:
+            return
+        cp = [s for s, n in self.c.nodes.items() if n.starts]
+        mode = self.rng.choice(["one", "one", "all", "one-node"])
+        desc = {"mode": mode}
+        if mode == "all" and len(free) == len(list(self.edges)):
+            victims = free
+        else:
+            victims = [self.rng.choice(free)]
+            mode = desc["mode"] = "one" if mode == "all" else mode
+        grudge = {}
+        for e in victims:
+            if mode == "one-node":
+                # It hears one control-plane node only: it must find it.
+                keep = self.rng.choice(range(1, self.c.n_initial + 1))
+                grudge[e.slot] = set(cp) - {keep}
+                desc["reaches"] = "n%d" % keep
+            else:
+                grudge[e.slot] = set(cp)
+        desc["edges"] = [e.name for e in victims]
+        # Rules of edges already cut off stay (partition_edges heals the
+        # edges not named).
+        for a in self.active:
+            if a["kind"] == "edge-partition":
+                grudge.update(a["grudge"])
+        self.topo.partition_edges(grudge)
+        self.event("edge-partition", desc)
+        mine = {e.slot: grudge[e.slot] for e in victims}
+
+        def undo():
+            rest = {}
+            for a in self.active:
+                if a["kind"] == "edge-partition":
+                    rest.update(a["grudge"])
+            self.topo.partition_edges(rest)
+        self._add("edge-partition", desc, undo, edges=[e.j for e in victims])
+        self.active[-1]["grudge"] = mine
+
+    def _start_edge_kill(self):
+        free = self._free_edges()
+        if not free:
+            return
+        e = self.rng.choice(free)
+        self.edges.kill(e.j)
+        desc = {"edges": [e.name]}
+        self.event("edge-kill", desc)
+
+        def undo():
+            if not e.alive():
+                self.edges.start(e.j)
+        self._add("edge-kill", desc, undo, edges=[e.j])
+
+    def _start_edge_pause(self):
+        free = self._free_edges()
+        if not free:
+            return
+        e = self.rng.choice(free)
+        self.edges.signal(e.j, signal.SIGSTOP)
+        desc = {"edges": [e.name]}
+        self.event("edge-pause", desc)
+        self._add("edge-pause", desc, lambda: self.edges.signal(e.j, signal.SIGCONT),
+                  edges=[e.j])

@@ -25,9 +25,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import checker  # noqa: E402
+import edgecheck  # noqa: E402
+import edgeload  # noqa: E402
 import history as hist  # noqa: E402
 import jlclient  # noqa: E402
 import jlcluster  # noqa: E402
+import jledge  # noqa: E402
 import jlnet  # noqa: E402
 import nemesis as nem  # noqa: E402
 import workloads as wl  # noqa: E402
@@ -38,7 +41,9 @@ EXIT_OK, EXIT_ANOMALY, EXIT_INFRA, EXIT_UNKNOWN, EXIT_SKIP = 0, 1, 2, 3, 77
 
 
 SAFETY_CHECKS = ("register linearizability", "register audit trail", "bank balance reads",
-                 "bank ledger", "convergence")
+                 "bank ledger", "convergence", "edge revocation", "edge validity",
+                 "edge convergence")
+WORKLOADS = ("register", "bank", "edge")
 
 
 class InfraError(RuntimeError):
@@ -56,7 +61,13 @@ def parse_args(argv):
                     help="tvmw-cp binary (default $TVMW_CP_BIN or %s)" % DEFAULT_BIN)
     ap.add_argument("--nodes", type=int, default=None,
                     help="initial voters (default 3 if --time <= 120, else 5)")
-    ap.add_argument("--workload", default="register,bank")
+    ap.add_argument("--workload", default="all",
+                    help="all (= register,bank,edge) or a comma list of %s" % ",".join(WORKLOADS))
+    ap.add_argument("--edges", type=int, default=2,
+                    help="edges of the edge workload (default 2)")
+    ap.add_argument("--edge-bin", default=None,
+                    help="tvmw-edge binary (default $TVMW_EDGE_BIN, else edge/tvmw-edge "
+                         "next to the tvmw-cp binary's directory)")
     ap.add_argument("--keys", type=int, default=3, help="register keys (accounts)")
     ap.add_argument("--customers", type=int, default=5, help="bank customers")
     ap.add_argument("--op-timeout", type=float, default=3.0)
@@ -89,16 +100,32 @@ def parse_args(argv):
         a.seed = random.SystemRandom().randint(1, 10**6)
     if a.nodes is None:
         a.nodes = 3 if a.time <= 120 else 5
-    a.kinds = nem.parse_kinds(a.nemesis)
-    a.workloads = [w.strip() for w in a.workload.split(",") if w.strip()]
+    try:
+        a.kinds = nem.parse_kinds(a.nemesis)
+    except ValueError as e:
+        ap.error(str(e))
+    a.workloads = list(WORKLOADS) if a.workload == "all" else \
+        [w.strip() for w in a.workload.split(",") if w.strip()]
     for w in a.workloads:
-        if w not in ("register", "bank"):
+        if w not in WORKLOADS:
             ap.error("unknown workload %s" % w)
+    if "edge" in a.workloads:
+        if not 1 <= a.edges <= 20:
+            ap.error("--edges must be 1..20")
+    else:
+        asked = [k for k in a.kinds if k in nem.EDGE_KINDS]
+        if asked and a.nemesis != "all":
+            ap.error("nemesis %s needs the edge workload" % ",".join(asked))
+        a.kinds = [k for k in a.kinds if k not in nem.EDGE_KINDS]
+        a.edges = 0
     if a.snapshot_threshold is None:
         a.snapshot_threshold = 64 if a.time <= 120 else 512
     if a.checker_time_limit is None:
         a.checker_time_limit = 30.0 if a.time <= 120 else 120.0
     a.bin = a.bin or os.environ.get("TVMW_CP_BIN") or DEFAULT_BIN
+    a.edge_bin = a.edge_bin or os.environ.get("TVMW_EDGE_BIN") or \
+        os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(a.bin))), "edge",
+                     "tvmw-edge")
     return a
 
 
@@ -112,7 +139,8 @@ class Run:
         os.makedirs(self.dir, exist_ok=False)
         self.log_fh = open(os.path.join(self.dir, "run.log"), "a")
         self.t0 = time.monotonic()
-        self.topo = self.cluster = self.nemesis = None
+        self.topo = self.cluster = self.nemesis = self.edges = None
+        self.edge = None          # the edge workload
         self.stop_workers = threading.Event()
         self.stop_monitor = threading.Event()
         self.workers = []
@@ -160,6 +188,8 @@ class Run:
             self.nemesis.stop_event.set()
         if self.cluster:
             self.cluster.stop_all()
+        if self.edges:
+            self.edges.stop_all()
         if self.topo:
             try:
                 self.topo.destroy()
@@ -170,10 +200,10 @@ class Run:
         if self.cluster:
             self.cores = jlcluster.remove_empty_core_dirs(self.dir)
             self.backtraces()
-        bc = getattr(self, "bin_copy", None)
-        if bc and os.path.exists(bc) and not self.a.keep_data and \
-                not (self.a.keep_cores and getattr(self, "cores", None)):
-            os.unlink(bc)      # kept only with the cores it can read
+        for bc in (getattr(self, "bin_copy", None), getattr(self, "edge_bin_copy", None)):
+            if bc and os.path.exists(bc) and not self.a.keep_data and \
+                    not (self.a.keep_cores and getattr(self, "cores", None)):
+                os.unlink(bc)      # kept only with the cores it can read
         if self.lock_fh:
             self.lock_fh.close()
             self.lock_fh = None
@@ -181,11 +211,13 @@ class Run:
     def backtraces(self):
         """backtrace.txt next to every core (gdb), then drop the core unless
         --keep-cores (they are 100-200 MB each)."""
-        bc = getattr(self, "bin_copy", None)
         for d in self.cores or []:
             core = os.path.join(d, "core")
             if not os.path.exists(core):
                 continue
+            # cores/n<slot>-<start> of nodes, cores/e<j>-<start> of edges
+            bc = getattr(self, "edge_bin_copy" if os.path.basename(d).startswith("e")
+                         else "bin_copy", None)
             if shutil.which("gdb") and bc and os.path.exists(bc):
                 try:
                     p = subprocess.run(["gdb", "-batch", "-ex", "bt 30", bc, core],
@@ -219,17 +251,22 @@ class Run:
     def start_cluster(self):
         a = self.a
         spares = 2 if ("member" in a.kinds or "wipe" in a.kinds) else 0
-        self.topo = jlnet.Topology(a.nodes + spares, a.subnet, log=self.log)
+        self.topo = jlnet.Topology(a.nodes + spares, a.subnet, log=self.log, nedges=a.edges)
         self.topo.create()
         self.log("topology: bridge %s %s/24, namespaces %s" % (
             jlnet.BRIDGE, self.topo.bridge_addr,
             " ".join("%s=%s" % (jlnet.ns_name(s), self.topo.addr(s))
-                     for s in range(1, self.topo.nslots + 1))))
+                     for s in self.topo.all_slots)))
         self.cluster = jlcluster.Cluster(
             self.topo, self.dir, self.bin_copy, a.nodes, secrets.token_hex(16),
             unsafe=a.unsafe, election_ms=a.election_ms, heartbeat_ms=a.heartbeat_ms,
             snapshot_threshold=a.snapshot_threshold,
-            snapshot_trailing=max(16, a.snapshot_threshold // 2), log=self.log)
+            snapshot_trailing=max(16, a.snapshot_threshold // 2), log=self.log,
+            edges=jledge.conf_entries(self.topo))
+        if a.edges:
+            # Started by the edge workload's setup, once the data exists.
+            self.edges = jledge.Edges(self.topo, self.dir, self.edge_bin_copy,
+                                      self.cluster.conf_path, log=self.log)
         for s in range(1, a.nodes + 1):
             self.cluster.start(s)
         if not self.cluster.wait_healthy(range(1, a.nodes + 1), 30):
@@ -241,11 +278,13 @@ class Run:
     def setup_data(self):
         c = self.cluster
         key = secrets.token_hex(16)
+        self.api_key = secrets.token_hex(16)       # the device API's (edge workload)
         r = None
         cid = None
         for _ in range(10):
             r = c.admin_call("POST", "/admin/v1/clients",
-                             {"name": "jepsen-like", "billing_api_key": key},
+                             {"name": "jepsen-like", "billing_api_key": key,
+                              "api_key": self.api_key},
                              headers={"Idempotency-Key": "jl-setup-client"})
             if r.status in (200, 201) and isinstance(r.body, dict) and "client" in r.body:
                 cid = r.body["client"]["id"]
@@ -280,7 +319,8 @@ class Run:
             items += self.register.setup_items()
         if self.bank:
             items += self.bank.setup_items()
-        self._import(items, "jl-setup-1")
+        if items:
+            self._import(items, "jl-setup-1")
         addr = lambda: c.nodes[c.leader()[0] or 1].http_address  # noqa: E731
         if self.bank:
             err = self._retry(lambda: self.bank.load_ids(self.ctx, addr()))
@@ -294,6 +334,15 @@ class Run:
             err = self._retry(lambda: self.register.verify_setup(self.ctx, addr()))
             if err:
                 raise InfraError("register setup: %s" % err)
+        if "edge" in self.a.workloads:
+            self.edge = edgeload.EdgeWorkload(self.edges)
+            try:
+                self.edge.setup(self.ctx, self.api_key)
+            except edgeload.SetupError as e:
+                raise InfraError("edge setup: %s" % e)
+            self.log("edges: %s, serving (tokens of the main client; expiry tenant %d)" % (
+                ", ".join("%s=%s" % (e.name, e.http_address) for e in self.edges),
+                self.edge.exp_cid))
         self.log("data: client %d, register keys %s, bank customers %s (total %s)" % (
             cid, self.register and self.register.keys,
             self.bank and self.bank.ids, self.bank and self.bank.total))
@@ -325,6 +374,8 @@ class Run:
 
     def monitor(self):
         while not self.stop_monitor.wait(0.5):
+            if self.edges:
+                self.monitor_edges()
             for slot, rc, t, start_no in self.cluster.new_crashes():
                 n = self.cluster.nodes[slot]
                 tail = ""
@@ -351,6 +402,32 @@ class Run:
                 except Exception as e:
                     self.log("restart of %s after crash failed: %r" % (n.name, e))
 
+    def monitor_edges(self):
+        for j, rc, t, start_no in self.edges.new_crashes():
+            e = self.edges.edges[j]
+            tail = ""
+            try:
+                with open(e.log_path, errors="replace") as fh:
+                    tail = "".join(fh.readlines()[-15:])
+            except OSError:
+                pass
+            self.crashes.append({"node": e.name, "returncode": rc, "time": t - self.t0,
+                                 "log_tail": tail,
+                                 "core_dir": os.path.join(self.dir, "cores", "%s-%d"
+                                                          % (e.name, start_no))})
+            self.log("EDGE CRASH: %s exited with %s on its own; log tail:\n%s"
+                     % (e.name, rc, tail))
+            if self.nemesis:
+                self.nemesis.event("edge-crash", {"edges": [e.name], "returncode": rc},
+                                   "info")
+            time.sleep(1)
+            try:
+                if not e.alive() and not self.stop_workers.is_set():
+                    self.edges.start(j)
+                    self.log("restarted %s after its crash" % e.name)
+            except Exception as ex:
+                self.log("restart of %s after crash failed: %r" % (e.name, ex))
+
     def progress(self):
         counts = {}
         with open(self.history_path) as fh:
@@ -376,6 +453,10 @@ class Run:
         if self.bank:
             for _ in range(3):
                 ws.append((self.bank, wid))
+                wid += 1
+        if self.edge:
+            for role in self.edge.roles():
+                ws.append((role, wid))
                 wid += 1
         total = len(ws)
         for w, i in ws:
@@ -456,6 +537,9 @@ class Run:
         with open(self.bin_copy, "rb") as fh:
             self.bin_sha = hashlib.sha256(fh.read()).hexdigest()
         self.log("binary %s sha256 %s (copied to the run dir)" % (a.bin, self.bin_sha[:16]))
+        if a.edges:
+            self.edge_bin_copy = os.path.join(self.dir, "tvmw-edge")
+            shutil.copy2(a.edge_bin, self.edge_bin_copy)
         self.start_cluster()
         self.history_path = os.path.join(self.dir, "history.jsonl")
         self.history = hist.HistoryWriter(self.history_path)
@@ -464,7 +548,8 @@ class Run:
         self.ctx.replies = open(os.path.join(self.dir, "replies.jsonl"), "a")
         self.nemesis = nem.Nemesis(self.cluster, self.topo, random.Random(a.seed), a.kinds,
                                    os.path.join(self.dir, "nemesis.jsonl"), self.history,
-                                   log=self.log)
+                                   log=self.log, edges=self.edges,
+                                   calm_every=30.0 if self.edges else None, calm_len=20.0)
         mon = threading.Thread(target=self.monitor, daemon=True, name="monitor")
         mon.start()
         self.start_workers()
@@ -510,6 +595,10 @@ class Run:
             p = self.register.final_ops(self.ctx, p, slots)
         if self.bank:
             p = self.bank.final_ops(self.ctx, p, slots)
+        if self.edge:
+            p = self.edge.final_ops(self.ctx, p, slots, self.history, log=self.log)
+            with open(os.path.join(self.dir, "edge_final.json"), "w") as fh:
+                json.dump(self.edge.final, fh, indent=1, default=str)
         self.history.close()
         self.stop_monitor.set()
         mon.join(timeout=5)
@@ -602,6 +691,22 @@ class Run:
             except RuntimeError as e:
                 res["ledger"] = {"error": str(e)}
                 res["unknown"].append("bank ledger: %s" % e)
+        if self.edge:
+            evs = []
+            with open(os.path.join(self.dir, "nemesis.jsonl")) as fh:
+                evs = [json.loads(ln) for ln in fh if ln.strip()]
+            end = max((o.ret_time or o.call_time or 0) for o in ops) if ops else None
+            e = edgecheck.check(ops, edgecheck.disturbances(evs, end), self.edge.final,
+                                bound_s=self.edge.bound_s)
+            res["edge"] = {"stats": e["stats"], "problems": e["problems"],
+                           "final": {k: v for k, v in (self.edge.final or {}).items()
+                                     if k != "accounts"}}
+            groups = {}
+            for pr in e["problems"]:
+                groups.setdefault(edgecheck.RULE_CHECK[pr["rule"]], []).append(pr)
+            for name, prs in groups.items():
+                res["anomalies"].append({"check": name, "detail": prs[:10],
+                                         "count": len(prs)})
         err, views = self.convergence()
         res["convergence"] = {"ok": err is None, "views": views}
         if err:
@@ -619,7 +724,8 @@ class Run:
         ops = self.ops
         rows = {}
         for op in ops:
-            wname = "register" if op.f in ("read", "write", "cas") else "bank"
+            wname = "register" if op.f in ("read", "write", "cas") else \
+                "edge" if op.f in ("create", "token", "forge", "check", "revoke") else "bank"
             key = (wname, op.f)
             r = rows.setdefault(key, {"ok": 0, "fail": 0, "info": 0})
             r[op.type] += 1
@@ -683,6 +789,24 @@ class Run:
                                            "%d PROBLEMS" % len(L["problems"]),
                                            ", ".join("%s %s" % kv for kv in
                                                      sorted(L["stats"].items()))))
+        if "edge" in res:
+            st, fin = res["edge"]["stats"], res["edge"]["final"]
+            P("edges %s: %d tokens (+%d expiring, %d forged); checks allow %d deny %d "
+              "no answer %d" % (
+                  ",".join(e.name for e in self.edges), st["tokens"], st["expiry_tokens"],
+                  st["forged"], st["checks_allow"], st["checks_deny"], st["checks_no_answer"]))
+            P("edge revocations: %d acknowledged, %d unknown; bound %.1f s enforced on %d "
+              "(revocation, edge) pairs; undisturbed deny latency max %s s median %s s (n=%d)"
+              % (st["revocations_acked"], st["revocations_unknown"], self.edge.bound_s,
+                 st["bound_enforced_pairs"], st["undisturbed_deny_latency_max"],
+                 st["undisturbed_deny_latency_median"], st["undisturbed_deny_latency_n"]))
+            P("edge convergence after heal: %s; %s tokens checked at every edge: %s" % (
+                ", ".join("%s %s in %ss" % (n, "ok" if x.get("converged") else "NOT",
+                                            x.get("secs"))
+                          for n, x in sorted((fin.get("edges") or {}).items())),
+                fin.get("checked_tokens"),
+                "ok" if not res["edge"]["problems"] else
+                "%d PROBLEMS" % len(res["edge"]["problems"])))
         P("replica convergence: %s" % ("ok" if res["convergence"]["ok"] else "DIVERGED"))
         P("-" * 72)
         P("ANOMALIES FOUND: %d%s" % (len(res["anomalies"]),
@@ -714,7 +838,7 @@ class Run:
                "crashes": self.crashes, "elapsed": elapsed,
                "register": res.get("register"), "bank_reads": res.get("bank_reads"),
                "ledger": res.get("ledger"), "audit": res.get("audit"),
-               "convergence": res.get("convergence"),
+               "convergence": res.get("convergence"), "edge": res.get("edge"),
                "history": self.history_path}
         with open(os.path.join(self.dir, "summary.json"), "w") as fh:
             json.dump(out, fh, indent=1, default=str)
@@ -740,6 +864,10 @@ def main(argv=None):
     if not os.access(a.bin, os.X_OK):
         print("ERROR: no tvmw-cp at %s (cmake --build /work/main/build -j2 --target "
               "tvmw-cp, or --bin / TVMW_CP_BIN)" % a.bin)
+        return EXIT_INFRA
+    if a.edges and not os.access(a.edge_bin, os.X_OK):
+        print("ERROR: no tvmw-edge at %s (cmake --build <build dir> --target tvmw-edge, or "
+              "--edge-bin / TVMW_EDGE_BIN, or --workload register,bank)" % a.edge_bin)
         return EXIT_INFRA
     jlcluster.allow_cores()
     run = Run(a)

@@ -60,6 +60,31 @@ class GrudgeTests(unittest.TestCase):
             self.assertEqual(len(hears), 2)       # its two neighbours
 
 
+class EdgeSlotTests(unittest.TestCase):
+    def test_names(self):
+        self.assertEqual(jlnet.ns_name(3), "jl-n3")
+        self.assertEqual(jlnet.veth_name(3), "jlv3")
+        t = jlnet.Topology(5, 90, nedges=2)
+        self.assertEqual(t.edge_slots, [101, 102])
+        self.assertEqual(t.all_slots, [1, 2, 3, 4, 5, 101, 102])
+        self.assertEqual(jlnet.ns_name(102), "jl-e2")
+        self.assertEqual(jlnet.veth_name(102), "jlve2")
+        self.assertEqual(t.addr(102), "10.77.90.102")
+
+    def test_conf_entries(self):
+        import jledge
+        e = jledge.conf_entries(jlnet.Topology(3, 91, nedges=2))
+        self.assertEqual(e[1], {"id": "e2", "http_address": "10.77.91.102:8200",
+                                "datacenter": "dc-b"})
+
+    def test_token_of_uri(self):
+        import jledge
+        self.assertEqual(jledge.token_of_uri("http://fl/jla/index.m3u8?token=a-b_c&x=1"),
+                         "a-b_c")
+        self.assertIsNone(jledge.token_of_uri("http://fl/jla/index.m3u8"))
+        self.assertIsNone(jledge.token_of_uri(None))
+
+
 class ClassifyTests(unittest.TestCase):
     R = jlclient.Reply
 

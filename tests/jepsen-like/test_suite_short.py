@@ -1,7 +1,9 @@
 """The short fault-injection run (ctest `jepsen_short`), as unittests:
 
-  test_1_short_run        run --time 60 --nemesis all --seed 1 (3 voters):
-                          must finish with zero anomalies
+  test_1_short_run        run --time 60 --nemesis all --seed 1 (3 voters,
+                          2 edges, every workload): must finish with zero
+                          anomalies (without a tvmw-edge binary: register
+                          and bank only)
   test_2_unsafe_selftest  run --unsafe --scenario leader-partition: nodes
                           that acknowledge before commit, the leader cut off
                           from the majority while clients write to it, then
@@ -14,7 +16,7 @@
 
 Needs root (network namespaces); skipped otherwise.  Each run prints its
 summary table and keeps its history under tests/jepsen-like/runs/.
-Environment: TVMW_CP_BIN (binary), JEPSEN_SEED (default 1),
+Environment: TVMW_CP_BIN, TVMW_EDGE_BIN (binaries), JEPSEN_SEED (default 1),
 JEPSEN_TIME (default 60).
 """
 
@@ -38,20 +40,24 @@ class ShortRun(unittest.TestCase):
     seed = os.environ.get("JEPSEN_SEED", "1")
 
     def test_1_short_run(self):
+        edge = os.environ.get("TVMW_EDGE_BIN")
         rc = run("--time", os.environ.get("JEPSEN_TIME", "60"), "--nemesis", "all",
-                 "--seed", self.seed)
+                 "--seed", self.seed, "--workload",
+                 "all" if edge and os.access(edge, os.X_OK) else "register,bank")
         self.assertEqual(rc, 0, "short run: exit %d (1 anomaly, 2 infrastructure, "
                                 "3 checker unknown)" % rc)
 
     def test_2_unsafe_selftest(self):
         rc = run("--time", "20", "--nemesis", "none", "--seed", self.seed, "--unsafe",
-                 "--scenario", "leader-partition", "--expect-anomaly")
+                 "--scenario", "leader-partition", "--expect-anomaly",
+                 "--workload", "register,bank")
         self.assertEqual(rc, 0, "unsafe self-test: exit %d (1 = no anomaly found in "
                                 "--unsafe mode, 2 infrastructure)" % rc)
 
     def test_3_regressions(self):
         for scenario, seed in (("leader-partition", "2"), ("leader-churn", "13")):
-            rc = run("--time", "20", "--nemesis", "none", "--seed", seed, "--scenario", scenario)
+            rc = run("--time", "20", "--nemesis", "none", "--seed", seed, "--scenario", scenario,
+                     "--workload", "register,bank")
             self.assertEqual(rc, 0, "regression %s seed %s: exit %d" % (scenario, seed, rc))
 
 
