@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "it_billing.h"
+#include "it_calls.h"
 #include "it_cmocka.h"
 #include "it_edge.h"
 
@@ -50,12 +51,6 @@ static void dapi(const struct it_edge *e, const char *pq, struct it_resp *r)
     it_http("GET", url, NULL, 0, NULL, 5000, r);
 }
 
-static long long jint(const json_t *o, const char *key)
-{
-    const json_t *v = json_object_get(o, key);
-    return json_is_integer(v) ? (long long)json_integer_value(v) : -999;
-}
-
 /* A JSON device-API call that must answer HTTP 200 with `error` = code. */
 static json_t *dcall(const struct it_edge *e, long long code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -70,46 +65,7 @@ static json_t *dcall(const struct it_edge *e, long long code, const char *fmt, .
     dapi(e, pq, &r);
     IT_ASSERT(r.status == 200 && r.json != NULL, "%s: HTTP %ld %.600s", pq, r.status,
               r.body ? r.body : r.error);
-    IT_ASSERT(jint(r.json, "error") == code, "%s: wanted error %lld: %.600s", pq, code, r.body);
-    json_t *o = json_incref(r.json);
-    it_resp_close(&r);
-    return o;
-}
-
-static void admin(const char *method, const char *path, const char *body, long want, json_t **out)
-{
-    struct it_resp r;
-    it_admin(cl, 1, method, path, body, NULL, &r);
-    IT_ASSERT_STATUS(&r, want);
-    if (out != NULL) {
-        *out = json_incref(r.json);
-    }
-    it_resp_close(&r);
-}
-
-static long long admin_create(const char *path, const char *key, const char *body)
-{
-    json_t *o;
-    admin("POST", path, body, 201, &o);
-    long long id = jint(json_object_get(o, key), "id");
-    json_decref(o);
-    IT_ASSERT(id > 0, "no id from %s", path);
-    return id;
-}
-
-static json_t *billing(const char *path, const char *const *kv)
-{
-    struct it_resp r;
-    char why[1400];
-    for (int attempt = 0; attempt < 50; attempt++) {
-        it_bl_call(cl, 1 + (uint64_t)attempt % 3, IT_BL_PY, &c1, path, kv, &r);
-        if (r.status != 503 && r.status != 0) {
-            break;
-        }
-        it_resp_close(&r);
-        it_sleep_ms(200);
-    }
-    IT_ASSERT(it_bl_is(&r, 0, why, sizeof(why)), "%s: %s", path, why);
+    IT_ASSERT(it_jint(r.json, "error") == code, "%s: wanted error %lld: %.600s", pq, code, r.body);
     json_t *o = json_incref(r.json);
     it_resp_close(&r);
     return o;
@@ -135,7 +91,7 @@ static long long wait_status(const struct it_edge *e, const char *key, long long
     uint64_t t0 = it_now_ms();
     do {
         json_t *o = dcall(e, 0, "account/status/?client_id=1&authkey=%s&device=android", key);
-        long long st = jint(o, "status");
+        long long st = it_jint(o, "status");
         json_decref(o);
         if (st == want) {
             return (long long)(it_now_ms() - t0);
@@ -152,7 +108,7 @@ static const json_t *find_channel(const json_t *list, long long id)
     const json_t *c;
     json_array_foreach(json_object_get(list, "channels"), i, c)
     {
-        if (jint(c, "id") == id) {
+        if (it_jint(c, "id") == id) {
             return c;
         }
     }
@@ -168,7 +124,7 @@ static long long wait_channel(const struct it_edge *e, const char *key, long lon
     do {
         json_t *o = dcall(e, 0, "channel/list/?client_id=1&authkey=%s&device=android", key);
         const json_t *c = find_channel(o, id);
-        bool ok = want < 0 ? c == NULL : c != NULL && jint(c, field) == want;
+        bool ok = want < 0 ? c == NULL : c != NULL && it_jint(c, field) == want;
         json_decref(o);
         if (ok) {
             return (long long)(it_now_ms() - t0);
@@ -191,71 +147,75 @@ static char *channel_uri(const struct it_edge *e, const char *key, long long cid
 
 static void make_catalogue(void)
 {
-    admin("POST", "/admin/v1/clients",
-          "{\"name\":\"dev\",\"api_key\":\"" APIKEY "\",\"billing_api_key\":\"" BKEY "\","
-          "\"settings\":{\"registration_enabled\":1}}",
-          201, NULL);
-    long long dc1 = admin_create("/admin/v1/clients/1/datacenters", "datacenter",
-                                 "{\"name\":\"DC one\",\"code\":\"dc1\"}");
-    long long dc2 = admin_create("/admin/v1/clients/1/datacenters", "datacenter",
-                                 "{\"name\":\"DC two\",\"code\":\"dc2\"}");
-    long long cat = admin_create("/admin/v1/clients/1/categories", "category",
-                                 "{\"name\":\"News\",\"order\":1}");
+    it_admin_expect(cl, "POST", "/admin/v1/clients",
+                    "{\"name\":\"dev\",\"api_key\":\"" APIKEY "\",\"billing_api_key\":\"" BKEY "\","
+                    "\"settings\":{\"registration_enabled\":1}}",
+                    201, NULL);
+    long long dc1 = it_admin_create(cl, "/admin/v1/clients/1/datacenters", "datacenter",
+                                    "{\"name\":\"DC one\",\"code\":\"dc1\"}");
+    long long dc2 = it_admin_create(cl, "/admin/v1/clients/1/datacenters", "datacenter",
+                                    "{\"name\":\"DC two\",\"code\":\"dc2\"}");
+    long long cat = it_admin_create(cl, "/admin/v1/clients/1/categories", "category",
+                                    "{\"name\":\"News\",\"order\":1}");
     char body[1024];
     it_fmt(body, sizeof(body),
            "{\"name\":\"First & Co\",\"number\":1,\"stream_name\":\"first\",\"archive_days\":7,"
            "\"icon\":\"/media/first.png\",\"category_id\":%lld}",
            cat);
-    ch_a = admin_create("/admin/v1/clients/1/channels", "channel", body);
+    ch_a = it_admin_create(cl, "/admin/v1/clients/1/channels", "channel", body);
     it_fmt(body, sizeof(body),
            "{\"name\":\"Second\",\"number\":2,\"stream_name\":\"second\",\"category_id\":%lld}",
            cat);
-    ch_b = admin_create("/admin/v1/clients/1/channels", "channel", body);
-    ch_c = admin_create("/admin/v1/clients/1/channels", "channel",
-                        "{\"name\":\"Premium\",\"number\":3,\"stream_name\":\"premium\"}");
+    ch_b = it_admin_create(cl, "/admin/v1/clients/1/channels", "channel", body);
+    ch_c = it_admin_create(cl, "/admin/v1/clients/1/channels", "channel",
+                           "{\"name\":\"Premium\",\"number\":3,\"stream_name\":\"premium\"}");
     it_fmt(body, sizeof(body),
            "{\"name\":\"fl-dc1\",\"type\":\"flussonic\",\"datacenter_id\":%lld,\"url_masks\":"
            "{\"live\":\"http://s1.dc1.example/$cid/index.m3u8?token=$token\",\"archive\":"
            "\"http://s1.dc1.example/$cid/video-$flpbt-$flpdur.m3u8?token=$token\"}}",
            dc1);
-    svc1 = admin_create("/admin/v1/clients/1/streaming-services", "streaming_service", body);
+    svc1 = it_admin_create(cl, "/admin/v1/clients/1/streaming-services", "streaming_service", body);
     it_fmt(body, sizeof(body),
            "{\"name\":\"fl-dc2\",\"type\":\"flussonic\",\"datacenter_id\":%lld,\"url_masks\":"
            "{\"live\":\"http://s2.dc2.example/$cid/index.m3u8?token=$token\"}}",
            dc2);
-    svc2 = admin_create("/admin/v1/clients/1/streaming-services", "streaming_service", body);
+    svc2 = it_admin_create(cl, "/admin/v1/clients/1/streaming-services", "streaming_service", body);
     json_t *o;
-    admin("POST", "/admin/v1/clients/1/tariffs",
-          "{\"name\":\"Basic\",\"period\":1,\"price\":0,\"sessions_count\":1,"
-          "\"basic_sessions_count\":1,\"basic_tariff_priority\":5}",
-          200, &o);
-    tariff = jint(o, "id");
+    it_admin_expect(cl, "POST", "/admin/v1/clients/1/tariffs",
+                    "{\"name\":\"Basic\",\"period\":1,\"price\":0,\"sessions_count\":1,"
+                    "\"basic_sessions_count\":1,\"basic_tariff_priority\":5}",
+                    200, &o);
+    tariff = it_jint(o, "id");
     json_decref(o);
     IT_ASSERT(tariff > 0, "tariff id");
     it_fmt(body, sizeof(body), "{\"ids\":[%lld,%lld]}", ch_a, ch_b);
     char path[128];
     it_fmt(path, sizeof(path), "/admin/v1/clients/1/tariffs/%lld/channels", tariff);
-    admin("PUT", path, body, 200, NULL);
+    it_admin_expect(cl, "PUT", path, body, 200, NULL);
     it_fmt(body, sizeof(body), "{\"ids\":[%lld,%lld]}", svc1, svc2);
     it_fmt(path, sizeof(path), "/admin/v1/clients/1/tariffs/%lld/streaming-services", tariff);
-    admin("PUT", path, body, 200, NULL);
+    it_admin_expect(cl, "PUT", path, body, 200, NULL);
 }
 
 static void make_account(const char *abonement, bool with_tariff, const char *flag)
 {
     char t[24];
     it_fmt(t, sizeof(t), "%lld", tariff);
-    json_t *o = billing("customer/create", IT_KV("firstname", "Ann", "lastname", abonement));
+    json_t *o =
+        it_billing_ok(cl, &c1, "customer/create", IT_KV("firstname", "Ann", "lastname", abonement));
     char cust[24];
-    it_fmt(cust, sizeof(cust), "%lld", jint(o, "id"));
+    it_fmt(cust, sizeof(cust), "%lld", it_jint(o, "id"));
     json_decref(o);
-    json_decref(billing("account/create",
-                        IT_KV("customer_id", cust, "abonement", abonement, "password", "111111")));
+    json_decref(
+        it_billing_ok(cl, &c1, "account/create",
+                      IT_KV("customer_id", cust, "abonement", abonement, "password", "111111")));
     if (with_tariff) {
-        json_decref(billing("customer/tariff/assign", IT_KV("customer_id", cust, "tariff_id", t)));
+        json_decref(it_billing_ok(cl, &c1, "customer/tariff/assign",
+                                  IT_KV("customer_id", cust, "tariff_id", t)));
     }
     if (flag != NULL) {
-        json_decref(billing("account/modify", IT_KV("abonement", abonement, flag, "1")));
+        json_decref(
+            it_billing_ok(cl, &c1, "account/modify", IT_KV("abonement", abonement, flag, "1")));
     }
 }
 
@@ -278,8 +238,9 @@ static void setup_cluster(void)
     make_account("100002", true, "allow_login_by_abonement");
     make_account("100003", false, NULL);
     make_account("100004", true, "allow_multiple_login");
-    json_decref(billing("account/device/create",
-                        IT_KV("abonement", "100001", "device_uid", UID1, "system_name", "mag")));
+    json_decref(
+        it_billing_ok(cl, &c1, "account/device/create",
+                      IT_KV("abonement", "100001", "device_uid", UID1, "system_name", "mag")));
     it_edge_define(&e1, cl->dir, cl->config_path, "e1", EDGE1_ADDR);
     it_edge_define(&e2, cl->dir, cl->config_path, "e2", EDGE2_ADDR);
     it_edge_start(&e1);
@@ -295,7 +256,7 @@ static void setup_cluster(void)
             struct it_resp r;
             /* the device, the last write of the setup */
             dapi(e, "login/?client_id=1&api_key=" APIKEY "&device_uid=" UID1, &r);
-            long long err = jint(r.json, "error");
+            long long err = it_jint(r.json, "error");
             it_resp_close(&r);
             if (err == 0) {
                 break;
@@ -330,7 +291,7 @@ static void check_logins(void)
             "/api/tvmiddleware/api/login?client_id=1&api_key=wrong&api_key=" APIKEY
             "&abonement=100002&authkey=&device_uid=0&device=browser",
             NULL, 0, NULL, 5000, &r);
-    IT_ASSERT(r.status == 200 && jint(r.json, "error") == 0, "alias login: %s", r.body);
+    IT_ASSERT(r.status == 200 && it_jint(r.json, "error") == 0, "alias login: %s", r.body);
     IT_ASSERT(strstr(r.body, "\"authkey\":\"") != NULL, "compact JSON: %s", r.body);
     IT_ASSERT(r.headers && strstr(r.headers, "Set-Cookie: authkey=") != NULL, "cookie: %s",
               r.headers);
@@ -363,10 +324,10 @@ static void check_logins(void)
     /* An authkey made by e1 is good at e2. */
     char *key = login_json(&e1, "abonement=100001&password=111111", 0);
     o = dcall(&e2, 0, "account/status/?client_id=1&authkey=%s", key);
-    IT_ASSERT(jint(o, "status") == 0, "e2 refused e1's authkey");
+    IT_ASSERT(it_jint(o, "status") == 0, "e2 refused e1's authkey");
     json_decref(o);
     o = dcall(&e1, 0, "account/status/?client_id=1&authkey=%s", "00");
-    IT_ASSERT(jint(o, "status") == 1, "a bad authkey is status 1, error 0");
+    IT_ASSERT(it_jint(o, "status") == 1, "a bad authkey is status 1, error 0");
     json_decref(o);
     key[5] = key[5] == 'a' ? 'b' : 'a';
     json_decref(dcall(&e1, 403, "channel/list/?client_id=1&authkey=%s", key));
@@ -397,7 +358,7 @@ static void check_session_limits(void)
                   strcmp(json_string_value(json_object_get(json_array_get(devs, 0), "device_uid")),
                          UID1) == 0,
               "devices in the error 5 answer");
-    long long dev_id = jint(json_array_get(devs, 0), "id");
+    long long dev_id = it_jint(json_array_get(devs, 0), "id");
     json_decref(o);
     json_decref(dcall(&e1, 27,
                       "login/?client_id=1&api_key=" APIKEY
@@ -434,8 +395,8 @@ static void check_channels(const char *key)
     IT_ASSERT(json_array_size(json_object_get(o, "channels")) == 3 && a && c,
               "three channels listed: %zu, a=%p c=%p",
               json_array_size(json_object_get(o, "channels")), (void *)a, (void *)c);
-    IT_ASSERT(jint(a, "has_subscription") == 1 && jint(c, "has_subscription") == 0 &&
-                  jint(a, "has_record") == 1 && jint(a, "max_archive_duration") == 7,
+    IT_ASSERT(it_jint(a, "has_subscription") == 1 && it_jint(c, "has_subscription") == 0 &&
+                  it_jint(a, "has_record") == 1 && it_jint(a, "max_archive_duration") == 7,
               "subscription flags");
     IT_ASSERT(strcmp(json_string_value(json_object_get(a, "icon")), "/media/first400_400.png") == 0,
               "icon size suffix");
@@ -455,7 +416,7 @@ static void check_channels(const char *key)
     o = dcall(&e1, 0, "category/list/?client_id=1&authkey=%s", key);
     const json_t *cat = json_array_get(json_object_get(o, "categories"), 0);
     IT_ASSERT(cat && strcmp(json_string_value(json_object_get(cat, "name")), "News") == 0 &&
-                  jint(cat, "channels_count") == 2,
+                  it_jint(cat, "channels_count") == 2,
               "category list");
     json_decref(o);
     json_decref(dcall(&e1, 0, "noauth/category/list/?client_id=1&api_key=" APIKEY));
@@ -487,7 +448,7 @@ static void check_channels(const char *key)
      * at every edge as fast as the feed. */
     char path[128];
     it_fmt(path, sizeof(path), "/admin/v1/clients/1/streaming-services/%lld", svc1);
-    admin("PATCH", path, "{\"health\":\"down\"}", 200, NULL);
+    it_admin_expect(cl, "PATCH", path, "{\"health\":\"down\"}", 200, NULL);
     uint64_t t0 = it_now_ms();
     for (;;) {
         u1 = channel_uri(&e1, key, ch_a, "");
@@ -499,7 +460,7 @@ static void check_channels(const char *key)
         IT_ASSERT(it_now_ms() - t0 < VISIBLE_MS, "a down service still routed to");
         it_sleep_ms(10);
     }
-    admin("PATCH", path, "{\"health\":\"up\"}", 200, NULL);
+    it_admin_expect(cl, "PATCH", path, "{\"health\":\"up\"}", 200, NULL);
     json_decref(
         dcall(&e1, 1, "channel/url/?client_id=1&authkey=%s&cid=%lld&redirect=0", key, ch_c));
     json_decref(dcall(&e1, 404, "channel/url/?client_id=1&authkey=%s&cid=99999&redirect=0", key));
@@ -534,7 +495,7 @@ static void check_epg(const char *key)
     it_fmt(body, sizeof(body),
            "{\"name\":\"guide\",\"channel_map\":[{\"xmltv_id\":\"first.tv\",\"channel_id\":%lld}]}",
            ch_a);
-    long long src = admin_create("/admin/v1/clients/1/epg-sources", "epg_source", body);
+    long long src = it_admin_create(cl, "/admin/v1/clients/1/epg-sources", "epg_source", body);
     for (int i = 0; i < 4; i++) {
         xmltv_time(b[i], t[i]);
     }
@@ -575,10 +536,11 @@ static void check_epg(const char *key)
     const json_t *past = json_array_get(json_object_get(o, "programs"), 0);
     const json_t *cur = json_array_get(json_object_get(o, "programs"), 1);
     IT_ASSERT(strcmp(json_string_value(json_object_get(past, "name")), "Morning & News") == 0 &&
-                  jint(past, "begin_time") == (long long)b[0] && jint(past, "has_record") == 1 &&
-                  jint(json_array_get(json_object_get(o, "programs"), 2), "has_record") == 0,
+                  it_jint(past, "begin_time") == (long long)b[0] &&
+                  it_jint(past, "has_record") == 1 &&
+                  it_jint(json_array_get(json_object_get(o, "programs"), 2), "has_record") == 0,
               "program list fields");
-    long long pid = jint(past, "id"), cur_pid = jint(cur, "id");
+    long long pid = it_jint(past, "id"), cur_pid = it_jint(cur, "id");
     json_decref(o);
     /* time_to before time_from (a real client does that) and pid_from */
     o = dcall(
@@ -615,7 +577,7 @@ static void check_epg(const char *key)
     long long next_pid = 0;
     o = dcall(&e1, 0, "program/list/?client_id=1&authkey=%s&cid=%lld&time_from=%lld&time_to=%lld",
               key, ch_a, (long long)b[2], (long long)b[3]);
-    next_pid = jint(json_array_get(json_object_get(o, "programs"), 0), "id");
+    next_pid = it_jint(json_array_get(json_object_get(o, "programs"), 0), "id");
     json_decref(o);
     json_decref(dcall(&e1, 404, "program/url/?client_id=1&authkey=%s&cid=%lld&pid=%lld&redirect=0",
                       key, ch_a, next_pid));
@@ -626,7 +588,7 @@ static void check_epg(const char *key)
     IT_ASSERT(a && strcmp(json_string_value(json_object_get(a, "program_name")), "Now On") == 0 &&
                   strcmp(json_string_value(json_object_get(a, "next_program_name")), "Next Up") ==
                       0 &&
-                  jint(a, "program_begin_time") == (long long)b[1],
+                  it_jint(a, "program_begin_time") == (long long)b[1],
               "now/next in the channel list");
     json_decref(o);
 }
@@ -634,12 +596,12 @@ static void check_epg(const char *key)
 static void check_changes_propagate(const char *key)
 {
     /* A new channel in the tariff: visible at both edges within 1 s. */
-    long long d = admin_create("/admin/v1/clients/1/channels", "channel",
-                               "{\"name\":\"Fresh\",\"number\":4,\"stream_name\":\"fresh\"}");
+    long long d = it_admin_create(cl, "/admin/v1/clients/1/channels", "channel",
+                                  "{\"name\":\"Fresh\",\"number\":4,\"stream_name\":\"fresh\"}");
     char body[128], path[128];
     it_fmt(body, sizeof(body), "{\"ids\":[%lld,%lld,%lld]}", ch_a, ch_b, d);
     it_fmt(path, sizeof(path), "/admin/v1/clients/1/tariffs/%lld/channels", tariff);
-    admin("PUT", path, body, 200, NULL);
+    it_admin_expect(cl, "PUT", path, body, 200, NULL);
     long long t1 = wait_channel(&e1, key, d, "has_subscription", 1, 5000);
     long long t2 = wait_channel(&e2, key, d, "has_subscription", 1, 5000);
     IT_ASSERT(t1 >= 0 && t1 <= VISIBLE_MS && t2 >= 0 && t2 <= VISIBLE_MS,
@@ -647,7 +609,7 @@ static void check_changes_propagate(const char *key)
     fprintf(stderr, "new channel visible after %lld / %lld ms\n", t1, t2);
     /* Removed from the tariff: no longer subscribed, no URL. */
     it_fmt(body, sizeof(body), "{\"ids\":[%lld,%lld]}", ch_a, ch_b);
-    admin("PUT", path, body, 200, NULL);
+    it_admin_expect(cl, "PUT", path, body, 200, NULL);
     t1 = wait_channel(&e1, key, d, "has_subscription", 0, 5000);
     t2 = wait_channel(&e2, key, d, "has_subscription", 0, 5000);
     IT_ASSERT(t1 >= 0 && t1 <= VISIBLE_MS && t2 >= 0 && t2 <= VISIBLE_MS,
@@ -664,14 +626,14 @@ static void check_account_calls(const char *key)
     json_decref(dcall(&e1, 1, "settings/save/?client_id=1&authkey=%s&parent_code=12ab", key));
 
     /* Messages: created by the billing system, read and deleted by the device. */
-    json_decref(billing("account/message/create",
-                        IT_KV("abonement", "100002", "subject", "Hello", "text", "Pay <b>now</b>",
-                              "urgent", "1", "delete_after_reading", "0")));
+    json_decref(it_billing_ok(cl, &c1, "account/message/create",
+                              IT_KV("abonement", "100002", "subject", "Hello", "text",
+                                    "Pay <b>now</b>", "urgent", "1", "delete_after_reading", "0")));
     uint64_t t0 = it_now_ms();
     json_t *o;
     for (;;) {
         o = dcall(&e1, 0, "account/status/?client_id=1&authkey=%s&with_tariffs=1", key);
-        if (jint(o, "has_new_messages") == 1) {
+        if (it_jint(o, "has_new_messages") == 1) {
             break;
         }
         json_decref(o);
@@ -687,7 +649,7 @@ static void check_account_calls(const char *key)
     const json_t *m = json_array_get(json_object_get(o, "messages"), 0);
     char uuid[32];
     it_fmt(uuid, sizeof(uuid), "%s", json_string_value(json_object_get(m, "uuid")));
-    IT_ASSERT(jint(m, "was_read") == 0 && jint(m, "urgent") == 1, "message list");
+    IT_ASSERT(it_jint(m, "was_read") == 0 && it_jint(m, "urgent") == 1, "message list");
     json_decref(o);
     o = dcall(&e1, 0, "message/detail/?client_id=1&authkey=%s&uuid=%s", key, uuid);
     IT_ASSERT(strcmp(json_string_value(json_object_get(o, "text")), "Pay <b>now</b>") == 0,
@@ -697,7 +659,7 @@ static void check_account_calls(const char *key)
     t0 = it_now_ms();
     for (;;) {
         o = dcall(&e2, 0, "account/status/?client_id=1&authkey=%s", key);
-        long long unread = jint(o, "has_new_messages");
+        long long unread = it_jint(o, "has_new_messages");
         json_decref(o);
         if (unread == 0) {
             break;
@@ -729,7 +691,7 @@ static void check_account_calls(const char *key)
     /* Registration (the client allows it) and login with what it gave. */
     o = dcall(&e1, 0, "account/register/?client_id=1&api_key=" APIKEY "&device_uid=reg-box-1");
     const char *pw = json_string_value(json_object_get(o, "password"));
-    long long abon = jint(o, "abonement");
+    long long abon = it_jint(o, "abonement");
     IT_ASSERT(pw != NULL && abon > 0, "registration answer");
     char creds[128];
     it_fmt(creds, sizeof(creds), "abonement=%lld&password=%s", abon, pw);
@@ -743,7 +705,7 @@ static void check_account_calls(const char *key)
         it_fmt(pq, sizeof(pq),
                "noauth/device/exists/?client_id=1&api_key=" APIKEY "&device_uid=reg-box-1");
         dapi(&e2, pq, &r);
-        long long err = jint(r.json, "error");
+        long long err = it_jint(r.json, "error");
         it_resp_close(&r);
         if (err == 0) {
             break;
@@ -795,7 +757,7 @@ static void check_bad_input(const char *key)
     json_decref(dcall(&e1, 0, "account/status/?client_id=1&authkey=%s&device=%s", key,
                       "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"));
     json_t *o = dcall(&e1, 0, "health/check/");
-    IT_ASSERT(jint(o, "alive") == 1, "the edge still serves");
+    IT_ASSERT(it_jint(o, "alive") == 1, "the edge still serves");
     json_decref(o);
 }
 
@@ -832,7 +794,7 @@ static void test_device_api(void **state)
     (void)state;
     setup_cluster();
     json_t *o = dcall(&e1, 0, "health/check/?check_db_conn=1");
-    IT_ASSERT(jint(o, "alive") == 1, "health");
+    IT_ASSERT(it_jint(o, "alive") == 1, "health");
     json_decref(o);
     struct it_resp r;
     dapi(&e1, "no/such/method/", &r);
@@ -856,8 +818,9 @@ static void test_device_api(void **state)
 
     /* Deactivation: status 2, then no login. */
     key = login_json(&e1, "abonement=100002", 0);
-    json_decref(billing("account/modify",
-                        IT_KV("abonement", "100002", "active", "0", "status_reason", "INACTIVE")));
+    json_decref(
+        it_billing_ok(cl, &c1, "account/modify",
+                      IT_KV("abonement", "100002", "active", "0", "status_reason", "INACTIVE")));
     IT_ASSERT(wait_status(&e2, key, 2, 5000) >= 0 && wait_status(&e1, key, 2, 5000) >= 0,
               "deactivation not visible");
     free(key);

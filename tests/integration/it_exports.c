@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "it_billing.h"
+#include "it_calls.h"
 #include "it_cmocka.h"
 #include "it_edge.h"
 
@@ -54,55 +55,10 @@ static time_t base_hour;
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-static long long jint(const json_t *o, const char *key)
-{
-    const json_t *v = json_object_get(o, key);
-    return json_is_integer(v) ? (long long)json_integer_value(v) : -999;
-}
-
 static const char *jstr(const json_t *o, const char *key)
 {
     const char *s = json_string_value(json_object_get(o, key));
     return s ? s : "(none)";
-}
-
-static void admin(const char *method, const char *path, const char *body, long want, json_t **out)
-{
-    struct it_resp r;
-    it_admin(cl, 1, method, path, body, NULL, &r);
-    IT_ASSERT_STATUS(&r, want);
-    if (out != NULL) {
-        *out = json_incref(r.json);
-    }
-    it_resp_close(&r);
-}
-
-static long long admin_create(const char *path, const char *key, const char *body)
-{
-    json_t *o;
-    admin("POST", path, body, 201, &o);
-    long long id = jint(json_object_get(o, key), "id");
-    json_decref(o);
-    IT_ASSERT(id > 0, "no id from %s", path);
-    return id;
-}
-
-static json_t *billing(const char *path, const char *const *kv)
-{
-    struct it_resp r;
-    char why[1400];
-    for (int attempt = 0; attempt < 50; attempt++) {
-        it_bl_call(cl, 1 + (uint64_t)attempt % 3, IT_BL_PY, &c1, path, kv, &r);
-        if (r.status != 503 && r.status != 0) {
-            break;
-        }
-        it_resp_close(&r);
-        it_sleep_ms(200);
-    }
-    IT_ASSERT(it_bl_is(&r, 0, why, sizeof(why)), "%s: %s", path, why);
-    json_t *o = json_incref(r.json);
-    it_resp_close(&r);
-    return o;
 }
 
 /* GET http://EDGE<pq> with optional extra headers. */
@@ -228,63 +184,68 @@ static void xmltv_time(time_t t, char out[32])
 
 static void make_catalogue(void)
 {
-    admin("POST", "/admin/v1/clients",
-          "{\"name\":\"Acme TV\",\"api_key\":\"" APIKEY "\",\"billing_api_key\":\"" BKEY "\"}", 201,
-          NULL);
-    cat_news = admin_create("/admin/v1/clients/1/categories", "category",
-                            "{\"name\":\"Новости & \\\"News\\\"\",\"order\":1}");
-    cat_sport = admin_create("/admin/v1/clients/1/categories", "category",
-                             "{\"name\":\"Sport\",\"order\":2}");
+    it_admin_expect(cl, "POST", "/admin/v1/clients",
+                    "{\"name\":\"Acme TV\",\"api_key\":\"" APIKEY "\",\"billing_api_key\":\"" BKEY
+                    "\"}",
+                    201, NULL);
+    cat_news = it_admin_create(cl, "/admin/v1/clients/1/categories", "category",
+                               "{\"name\":\"Новости & \\\"News\\\"\",\"order\":1}");
+    cat_sport = it_admin_create(cl, "/admin/v1/clients/1/categories", "category",
+                                "{\"name\":\"Sport\",\"order\":2}");
     char body[1024];
     it_fmt(body, sizeof(body),
            "{\"name\":\"Первый, \\\"HD\\\" & Co\",\"number\":1,\"stream_name\":\"first\","
            "\"archive_days\":7,\"icon\":\"/media/first.png\",\"category_id\":%lld}",
            cat_news);
-    ch_a = admin_create("/admin/v1/clients/1/channels", "channel", body);
+    ch_a = it_admin_create(cl, "/admin/v1/clients/1/channels", "channel", body);
     it_fmt(body, sizeof(body),
            "{\"name\":\"Second\",\"number\":2,\"stream_name\":\"second\","
            "\"icon\":\"http://img.example/second.png\",\"category_id\":%lld}",
            cat_sport);
-    ch_b = admin_create("/admin/v1/clients/1/channels", "channel", body);
-    ch_c = admin_create("/admin/v1/clients/1/channels", "channel",
+    ch_b = it_admin_create(cl, "/admin/v1/clients/1/channels", "channel", body);
+    ch_c =
+        it_admin_create(cl, "/admin/v1/clients/1/channels", "channel",
                         "{\"name\":\"Third <no guide>\",\"number\":3,\"stream_name\":\"third\"}");
-    ch_d = admin_create("/admin/v1/clients/1/channels", "channel",
-                        "{\"name\":\"Premium\",\"number\":4,\"stream_name\":\"premium\"}");
-    ch_e =
-        admin_create("/admin/v1/clients/1/channels", "channel",
-                     "{\"name\":\"Off air\",\"number\":5,\"stream_name\":\"off\",\"enabled\":0}");
+    ch_d = it_admin_create(cl, "/admin/v1/clients/1/channels", "channel",
+                           "{\"name\":\"Premium\",\"number\":4,\"stream_name\":\"premium\"}");
+    ch_e = it_admin_create(
+        cl, "/admin/v1/clients/1/channels", "channel",
+        "{\"name\":\"Off air\",\"number\":5,\"stream_name\":\"off\",\"enabled\":0}");
     long long svc =
-        admin_create("/admin/v1/clients/1/streaming-services", "streaming_service",
-                     "{\"name\":\"fl\",\"type\":\"flussonic\",\"url_masks\":"
-                     "{\"live\":\"http://fl.example/$cid/index.m3u8?token=$token\",\"archive\":"
-                     "\"http://fl.example/$cid/video-$flpbt-$flpdur.m3u8?token=$token\"}}");
+        it_admin_create(cl, "/admin/v1/clients/1/streaming-services", "streaming_service",
+                        "{\"name\":\"fl\",\"type\":\"flussonic\",\"url_masks\":"
+                        "{\"live\":\"http://fl.example/$cid/index.m3u8?token=$token\",\"archive\":"
+                        "\"http://fl.example/$cid/video-$flpbt-$flpdur.m3u8?token=$token\"}}");
     json_t *o;
-    admin("POST", "/admin/v1/clients/1/tariffs",
-          "{\"name\":\"Basic\",\"period\":1,\"price\":0,\"sessions_count\":2,"
-          "\"basic_sessions_count\":1,\"basic_tariff_priority\":5}",
-          200, &o);
-    tariff = jint(o, "id");
+    it_admin_expect(cl, "POST", "/admin/v1/clients/1/tariffs",
+                    "{\"name\":\"Basic\",\"period\":1,\"price\":0,\"sessions_count\":2,"
+                    "\"basic_sessions_count\":1,\"basic_tariff_priority\":5}",
+                    200, &o);
+    tariff = it_jint(o, "id");
     json_decref(o);
     IT_ASSERT(tariff > 0, "tariff id");
     char path[128];
     it_fmt(body, sizeof(body), "{\"ids\":[%lld,%lld,%lld,%lld]}", ch_a, ch_b, ch_c, ch_e);
     it_fmt(path, sizeof(path), "/admin/v1/clients/1/tariffs/%lld/channels", tariff);
-    admin("PUT", path, body, 200, NULL);
+    it_admin_expect(cl, "PUT", path, body, 200, NULL);
     it_fmt(body, sizeof(body), "{\"ids\":[%lld]}", svc);
     it_fmt(path, sizeof(path), "/admin/v1/clients/1/tariffs/%lld/streaming-services", tariff);
-    admin("PUT", path, body, 200, NULL);
+    it_admin_expect(cl, "PUT", path, body, 200, NULL);
 }
 
 static void make_account(const char *abonement, const char *password)
 {
     char t[24], cust[24];
     it_fmt(t, sizeof(t), "%lld", tariff);
-    json_t *o = billing("customer/create", IT_KV("firstname", "Ann", "lastname", abonement));
-    it_fmt(cust, sizeof(cust), "%lld", jint(o, "id"));
+    json_t *o =
+        it_billing_ok(cl, &c1, "customer/create", IT_KV("firstname", "Ann", "lastname", abonement));
+    it_fmt(cust, sizeof(cust), "%lld", it_jint(o, "id"));
     json_decref(o);
-    json_decref(billing("account/create",
-                        IT_KV("customer_id", cust, "abonement", abonement, "password", password)));
-    json_decref(billing("customer/tariff/assign", IT_KV("customer_id", cust, "tariff_id", t)));
+    json_decref(
+        it_billing_ok(cl, &c1, "account/create",
+                      IT_KV("customer_id", cust, "abonement", abonement, "password", password)));
+    json_decref(it_billing_ok(cl, &c1, "customer/tariff/assign",
+                              IT_KV("customer_id", cust, "tariff_id", t)));
 }
 
 /* A guide for A (9 hours around now, rich fields) and B (5 hours). */
@@ -295,7 +256,7 @@ static void upload_epg(void)
            "{\"name\":\"guide\",\"channel_map\":[{\"xmltv_id\":\"a.src\",\"channel_id\":%lld},"
            "{\"xmltv_id\":\"b.src\",\"channel_id\":%lld}]}",
            ch_a, ch_b);
-    long long src = admin_create("/admin/v1/clients/1/epg-sources", "epg_source", body);
+    long long src = it_admin_create(cl, "/admin/v1/clients/1/epg-sources", "epg_source", body);
     size_t cap = 64 * 1024, len = 0;
     char *doc = malloc(cap);
     IT_ASSERT(doc != NULL, "malloc");
@@ -389,8 +350,9 @@ static void setup(void)
     make_account(USER, PASS);
     make_account("200002", "debt");
     make_account(USER2, PASS2);
-    json_decref(billing("account/modify",
-                        IT_KV("abonement", "200002", "active", "0", "status_reason", "DEBT")));
+    json_decref(
+        it_billing_ok(cl, &c1, "account/modify",
+                      IT_KV("abonement", "200002", "active", "0", "status_reason", "DEBT")));
     upload_epg();
     it_edge_define(&edge, cl->dir, cl->config_path, "e1", EDGE_ADDR);
     it_edge_start(&edge);
@@ -659,7 +621,7 @@ static void check_player_api(void)
     json_t *o = node_check("check_xtream.mjs", "'http://" EDGE_ADDR "' '" USER "' '" PASS "'");
     IT_ASSERT(json_object_get(o, "error") == NULL, "xtream client: %s", json_dumps(o, 0));
     const json_t *prof = json_object_get(o, "profile"), *srv = json_object_get(o, "server");
-    IT_ASSERT(jint(prof, "auth") == 1 && strcmp(jstr(prof, "status"), "Active") == 0 &&
+    IT_ASSERT(it_jint(prof, "auth") == 1 && strcmp(jstr(prof, "status"), "Active") == 0 &&
                   strcmp(jstr(prof, "username"), USER) == 0 &&
                   json_is_null(json_object_get(prof, "exp_date")) &&
                   json_is_string(json_object_get(prof, "created_at")) &&
@@ -684,15 +646,15 @@ static void check_player_api(void)
     char want[128];
     it_fmt(want, sizeof(want), "%lld." SLUG, ch_a);
     IT_ASSERT(
-        jint(a, "stream_id") == ch_a && jint(a, "num") == 1 &&
+        it_jint(a, "stream_id") == ch_a && it_jint(a, "num") == 1 &&
             strcmp(jstr(a, "epg_channel_id"), want) == 0 &&
-            strcmp(jstr(a, "stream_type"), "live") == 0 && jint(a, "tv_archive") == 1 &&
-            jint(a, "tv_archive_duration") == 7 && atoll(jstr(a, "category_id")) == cat_news &&
+            strcmp(jstr(a, "stream_type"), "live") == 0 && it_jint(a, "tv_archive") == 1 &&
+            it_jint(a, "tv_archive_duration") == 7 && atoll(jstr(a, "category_id")) == cat_news &&
             json_integer_value(json_array_get(json_object_get(a, "category_ids"), 0)) == cat_news &&
             json_is_string(json_object_get(a, "added")) &&
             strcmp(jstr(a, "name"), "Первый, \"HD\" & Co") == 0,
         "live stream A: %s", json_dumps(a, 0));
-    IT_ASSERT(jint(c, "stream_id") == ch_c && jint(c, "tv_archive") == 0 &&
+    IT_ASSERT(it_jint(c, "stream_id") == ch_c && it_jint(c, "tv_archive") == 0 &&
                   json_array_size(json_object_get(c, "category_ids")) == 0,
               "live stream C: %s", json_dumps(c, 0));
     it_fmt(want, sizeof(want), "http://" EDGE_ADDR "/live/" USER "/" PASS "/%lld.m3u8", ch_a);
@@ -771,7 +733,7 @@ static void check_player_api(void)
     IT_ASSERT(json_array_size(json_object_get(m, key)) == 0, "not entitled D has no EPG");
     it_resp_close(&r);
     eget("/player_api.php?username=" USER "&password=" PASS_Q "&action=get_server_info", NULL, &r);
-    IT_ASSERT(jint(json_object_get(r.json, "user_info"), "auth") == 1, "unknown action: %s",
+    IT_ASSERT(it_jint(json_object_get(r.json, "user_info"), "auth") == 1, "unknown action: %s",
               r.body);
     it_resp_close(&r);
     eget("/player_api.php?username=" USER "&password=" PASS_Q "&action=get_vod_streams", NULL, &r);
@@ -813,7 +775,8 @@ static void expect_auth0(const char *pq, const char *status, const char *message
     struct it_resp r;
     eget(pq, NULL, &r);
     const json_t *u = json_object_get(r.json, "user_info");
-    IT_ASSERT(r.status == 200 && jint(u, "auth") == 0 && strcmp(jstr(u, "status"), status) == 0 &&
+    IT_ASSERT(r.status == 200 && it_jint(u, "auth") == 0 &&
+                  strcmp(jstr(u, "status"), status) == 0 &&
                   strcmp(jstr(u, "message"), message) == 0,
               "%s: HTTP %ld %s", pq, r.status, r.body);
     it_resp_close(&r);
@@ -834,7 +797,7 @@ static void test_denied(void **state)
                  "EXPIRED");
     /* the xtream client sees auth 0 */
     json_t *o = node_check("check_xtream.mjs", "'http://" EDGE_ADDR "' '" USER "' 'wrong'");
-    IT_ASSERT(jint(json_object_get(o, "profile"), "auth") == 0 &&
+    IT_ASSERT(it_jint(json_object_get(o, "profile"), "auth") == 0 &&
                   json_object_get(o, "channels") == NULL,
               "client with a wrong password: %s", json_dumps(o, 0));
     json_decref(o);
@@ -902,14 +865,14 @@ static void test_denied(void **state)
     memset(big + 25, 'u', 5000);
     memcpy(big + 5025, "&password=%00%ff", 17);
     eget(big, NULL, &r);
-    IT_ASSERT(r.status == 200 && jint(json_object_get(r.json, "user_info"), "auth") == 0,
+    IT_ASSERT(r.status == 200 && it_jint(json_object_get(r.json, "user_info"), "auth") == 0,
               "long username: HTTP %ld", r.status);
     it_resp_close(&r);
     free(big);
     expect("/xmltv.php?username=%22%3C%3E&password=%0d%0a", 401);
     o = NULL;
     eget("/tvmiddleware/api/health/check/", NULL, &r);
-    IT_ASSERT(r.status == 200 && jint(r.json, "alive") == 1, "the edge still serves");
+    IT_ASSERT(r.status == 200 && it_jint(r.json, "alive") == 1, "the edge still serves");
     it_resp_close(&r);
     it_test_ok();
 }
