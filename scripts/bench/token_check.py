@@ -18,8 +18,11 @@ Run through scripts/bench/token_check.sh, which builds the binaries. Steps:
  4. the control plane is stopped (the edge answers from its own state, so
     the run measures the edge alone); nginx starts with 2 workers and a
     `location / { return 200; }` on its own port;
- 5. ROUNDS rounds of `wrk -t2 -c64 -dDURATION --latency` with the same
-    request file, edge then nginx; medians of the rounds; the ratio.
+ 5. 5 s of warm-up against each, then ROUNDS rounds of `wrk -t2 -c64
+    -dDURATION --latency` with the same request file against both (which
+    one goes first alternates); medians of the rounds; the ratio. Each
+    round records the CPU of the server, of wrk and of every other process
+    on the machine (it is shared: rounds with others busy are disturbed).
 
 Prints the figures and, with UPDATE_DOCS=1, writes the section of
 docs/benchmarks.md.
@@ -49,7 +52,7 @@ ACCOUNTS = int(os.environ.get("ACCOUNTS", "1000000"))
 CHANNELS = int(os.environ.get("CHANNELS", "200"))
 POOL = int(os.environ.get("POOL", "20000"))
 DURATION = int(os.environ.get("DURATION", "20"))
-ROUNDS = int(os.environ.get("ROUNDS", "3"))
+ROUNDS = int(os.environ.get("ROUNDS", "5"))
 DATASET_DIR = os.environ.get("DATASET_DIR", "/var/tmp/tvmw-bench-tokencheck-%d" % ACCOUNTS)
 UPDATE_DOCS = os.environ.get("UPDATE_DOCS", "1") == "1"
 HTTP_BASE, RAFT_BASE, EDGE_PORT, NGINX_PORT = 28400, 28410, 28450, 28460
@@ -399,7 +402,8 @@ p99 %.2f ms vs nginx %.2f ms).
 | nginx `return 200` (median of %d rounds) | **%.0f** | %.2f ms | **%.2f ms** | %d |
 | **edge / nginx** | **%.2f** | | %.2f | |
 
-Rounds (each %d s, edge then nginx, after 5 s of warm-up each; "other"
+Rounds (each %d s, edge first in odd rounds, nginx first in even ones,
+after 5 s of warm-up each; "other"
 is the CPU, in cores of 2, that processes not started by the benchmark
 used meanwhile — the machine is shared, and rounds with more of it are
 disturbed):
@@ -509,18 +513,22 @@ def main():
         # of its state that the pool touches.
         log("warm-up: 5 s each")
         warm = [run_wrk(EDGE_PORT, reqs, 5), run_wrk(NGINX_PORT, reqs, 5)]
+        def one(port, pids):
+            t0, c0 = time.time(), sum(cpu_ticks(p) for p in pids)
+            x = run_wrk(port, reqs)
+            x["server_cores"] = (sum(cpu_ticks(p) for p in pids) - c0) / hz / (time.time() - t0)
+            return x
         for i in range(ROUNDS):
-            t0, c0 = time.time(), cpu_ticks(edge.pid)
-            log("round %d: edge" % (i + 1))
-            er.append(run_wrk(EDGE_PORT, reqs))
-            er[-1]["server_cores"] = (cpu_ticks(edge.pid) - c0) / hz / (time.time() - t0)
-            ecpu += er[-1]["server_cores"]
-            t0, c0 = time.time(), sum(cpu_ticks(p) for p in nginx_pids)
-            log("round %d: nginx" % (i + 1))
-            nr.append(run_wrk(NGINX_PORT, reqs))
-            nr[-1]["server_cores"] = (sum(cpu_ticks(p) for p in nginx_pids) - c0) / hz / (
-                time.time() - t0)
-            ncpu += nr[-1]["server_cores"]
+            # Alternate which goes first, so a drift of the machine's load
+            # does not favour one side.
+            for side in ((0, 1) if i % 2 == 0 else (1, 0)):
+                log("round %d: %s" % (i + 1, "nginx" if side else "edge"))
+                if side:
+                    nr.append(one(NGINX_PORT, nginx_pids))
+                    ncpu += nr[-1]["server_cores"]
+                else:
+                    er.append(one(EDGE_PORT, [edge.pid]))
+                    ecpu += er[-1]["server_cores"]
         with open("/proc/%d/status" % edge.pid) as f:
             rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
         st, body = get(EDGE_PORT, "/metrics")

@@ -7,7 +7,7 @@
 #
 # Usage: scripts/bench/token_check.sh    (first run: + the data set import)
 # Environment: ACCOUNTS [1000000], CHANNELS [200], POOL [20000] tokens,
-#   DURATION [20] s per wrk round, ROUNDS [3],
+#   DURATION [20] s per wrk round, ROUNDS [5],
 #   DATASET_DIR [/var/tmp/tvmw-bench-tokencheck-ACCOUNTS] (kept between
 #   runs; delete it to import again), UPDATE_DOCS [1].
 # Ports: control plane HTTP 28401-28403, raft 28411-28413, edge 28450,
