@@ -44,11 +44,11 @@
 
 /* The executable's malloc family interposes on every library's, so this
  * counts what LMDB, OpenSSL and libmicrohttpd allocate too. Not in the
- * AddressSanitizer build: ASan owns malloc there (and calls it before this
+ * sanitizer builds: ASan and TSan own malloc there (and call it before this
  * program is initialised), so the counts are the normal build's check. */
 static _Atomic long n_allocs;
 static _Atomic bool counting;
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define COUNTS_ALLOCS 0
 #else
 #define COUNTS_ALLOCS 1
@@ -825,6 +825,48 @@ static void test_tcsess(void **state)
     edge_tcs_free(t);
 }
 
+/* Racing starts of one account's sessions never admit more than the
+ * limit (tcsess.h: both may be refused, never both admitted). */
+struct race {
+    struct edge_tcs *t;
+    unsigned id;
+    _Atomic unsigned *admitted;
+};
+
+static void *race_one(void *arg)
+{
+    struct race *r = arg;
+    for (uint64_t i = 0; i < 2000; i++) {
+        uint64_t key = ((uint64_t)r->id << 32) | (i + 1);
+        if (edge_tcs_touch(r->t, 7, key, 100, 60, 3, true) == EDGE_TCS_OK) {
+            atomic_fetch_add(r->admitted, 1);
+        }
+    }
+    return NULL;
+}
+
+static void test_tcsess_race(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 20; round++) {
+        struct edge_tcs *t;
+        _Atomic unsigned admitted = 0;
+        assert_int_equal(edge_tcs_new(64, &t), 0);
+        pthread_t th[4];
+        struct race r[4];
+        for (unsigned i = 0; i < 4; i++) {
+            r[i] = (struct race){t, i + 1, &admitted};
+            assert_int_equal(pthread_create(&th[i], NULL, race_one, &r[i]), 0);
+        }
+        for (unsigned i = 0; i < 4; i++) {
+            pthread_join(th[i], NULL);
+        }
+        assert_true(atomic_load(&admitted) <= 3);
+        assert_true(edge_tcs_count(t, 7, 100, 60) <= 3);
+        edge_tcs_free(t);
+    }
+}
+
 /* The store's account scanner agrees with jansson, and is fast. */
 static void test_account_scanner(void **state)
 {
@@ -1119,6 +1161,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_session_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tariff_index, setup, teardown),
         cmocka_unit_test(test_tcsess),
+        cmocka_unit_test(test_tcsess_race),
         cmocka_unit_test(test_account_scanner),
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_hmac),
