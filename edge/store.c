@@ -40,7 +40,7 @@
 #include "edge/proto.h"
 #include "edge/tcindex.h"
 
-#define STORE_FORMAT     4     /* 2: token-check index (tcindex.h); 3: tariffs; 4: integer keys */
+#define STORE_FORMAT     5 /* 2: token-check index; 3, 5: account, channel tariffs; 4: int keys */
 #define LOAD_TXN_RECORDS 50000 /* records per write txn while loading a snapshot */
 #define PATH_LEN         600
 

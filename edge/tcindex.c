@@ -17,7 +17,7 @@
 
 #define VERSION     1
 #define ACC_LEN     EDGE_TCX_ACC_LEN
-#define CHAN_HEAD   16
+#define CHAN_HEAD   16 /* then 8 bytes per tariff, then the stream name */
 #define CLIENT_LEN  24
 #define KEY_HEAD    8
 #define KID_KEY_LEN 8
@@ -26,7 +26,9 @@
 #define ACC_ACTIVE    0x01
 #define ACC_MULTI     0x02
 #define ACC_TAR_MORE  0x04
+#define CHAN_VERSION  2 /* 2: with tariffs */
 #define CHAN_ENABLED  0x01
+#define CHAN_TAR_MORE 0x02
 #define CLIENT_LIMIT  0x01
 #define KEY_IS_ACTIVE 0x01
 
@@ -341,7 +343,7 @@ static size_t enc_channel(const json_t *o, uint8_t out[CHAN_HEAD + EDGE_TCX_STRE
         n = 0; /* over the catalogue's limit: matches no request */
     }
     memset(out, 0, CHAN_HEAD);
-    out[0] = VERSION;
+    out[0] = CHAN_VERSION;
     out[1] = int_of(o, "enabled", 1) != 0 ? CHAN_ENABLED : 0;
     tvmw_put_u16(out + 2, (uint16_t)n);
     tvmw_put_u64(out + 8, uint_of(o, "client_id"));
@@ -501,6 +503,99 @@ static int account_refresh(MDB_txn *txn, const struct edge_tcx_dbs *d, MDB_curso
     return n == 0 ? TVMW_ESTORE : put(txn, d->tcx[EDGE_TCX_ACC], account, buf, n, false);
 }
 
+/* ---- channel tariffs ------------------------------------------------------------------ */
+
+#define CHAN_MAX_LEN (CHAN_HEAD + 8 * EDGE_TCX_TARIFFS + EDGE_TCX_STREAM_MAX)
+
+/* Builds a channel entry from header+stream `base` (as enc_channel wrote
+ * it, no tariffs) and a sorted tariff list; returns its length. */
+static size_t chan_with(const uint8_t *base, size_t base_len, const uint64_t *ids, size_t n,
+                        bool more, uint8_t out[CHAN_MAX_LEN])
+{
+    size_t stream = base_len - CHAN_HEAD;
+    if (more || n > EDGE_TCX_TARIFFS) {
+        more = true;
+        n = 0;
+    }
+    memcpy(out, base, CHAN_HEAD);
+    out[1] = (uint8_t)((out[1] & ~CHAN_TAR_MORE) | (more ? CHAN_TAR_MORE : 0));
+    out[4] = (uint8_t)n;
+    for (size_t i = 0; i < n; i++) {
+        tvmw_put_u64(out + CHAN_HEAD + 8 * i, ids[i]);
+    }
+    memcpy(out + CHAN_HEAD + 8 * n, base + CHAN_HEAD, stream);
+    return CHAN_HEAD + 8 * n + stream;
+}
+
+/* "tar_chan/" T X added or removed: T joins or leaves channel X's list. */
+static int channel_tariff(MDB_txn *txn, const struct edge_tcx_dbs *d, uint64_t tariff,
+                          uint64_t channel, bool add)
+{
+    MDB_val k = {.mv_size = sizeof(channel), .mv_data = &channel}, v;
+    int rc = mdb_get(txn, d->tcx[EDGE_TCX_CHAN], &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        return 0; /* no such channel (yet): its put lists its tariffs */
+    }
+    struct edge_tcx_channel ch;
+    if (rc != 0 || edge_tcx_channel_decode(v.mv_data, v.mv_size, &ch) != 0) {
+        return rc != 0 ? TVMW_ESTORE : 0;
+    }
+    uint8_t base[CHAN_HEAD + EDGE_TCX_STREAM_MAX], out[CHAN_MAX_LEN];
+    uint64_t ids[EDGE_TCX_TARIFFS + 1];
+    memcpy(base, v.mv_data, CHAN_HEAD);
+    memcpy(base + CHAN_HEAD, ch.stream, ch.stream_len);
+    size_t n = ch.n_tariffs, at = n;
+    for (size_t i = 0; i < n; i++) {
+        ids[i] = tvmw_get_u64(ch.tariffs + 8 * i);
+        if (ids[i] == tariff) {
+            at = i;
+        }
+    }
+    if (add && at == n && !ch.tariffs_more) {
+        size_t i = n++;
+        while (i > 0 && ids[i - 1] > tariff) { /* keep it sorted */
+            ids[i] = ids[i - 1];
+            i--;
+        }
+        ids[i] = tariff;
+    } else if (!add && at < n) {
+        memmove(&ids[at], &ids[at + 1], (n - at - 1) * sizeof(ids[0]));
+        n--;
+    } else {
+        return 0; /* already so (a list that overflowed stays "more") */
+    }
+    size_t len = chan_with(base, CHAN_HEAD + ch.stream_len, ids, n, ch.tariffs_more, out);
+    return put(txn, d->tcx[EDGE_TCX_CHAN], channel, out, len, false);
+}
+
+/* Every tariff holding a channel, from the relations. Only for a channel
+ * put with no entry yet outside a snapshot load (rare): the relation is
+ * keyed by tariff first, so this reads all of "tar_chan/". */
+static int channel_tariffs_scan(MDB_txn *txn, const struct edge_tcx_dbs *d, uint64_t channel,
+                                uint64_t *ids, size_t *n, bool *more)
+{
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, d->rel, &cur) != 0) {
+        return TVMW_ESTORE;
+    }
+    MDB_val k = {.mv_size = 9, .mv_data = "tar_chan/"}, v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < 9 || memcmp(k.mv_data, "tar_chan/", 9) != 0) {
+            break;
+        }
+        if (k.mv_size == 25 && tvmw_get_be64((const uint8_t *)k.mv_data + 17) == channel) {
+            if (*n == EDGE_TCX_TARIFFS) {
+                *more = true;
+                break;
+            }
+            ids[(*n)++] = tvmw_get_be64((const uint8_t *)k.mv_data + 9);
+        }
+    }
+    mdb_cursor_close(cur);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : TVMW_ESTORE;
+}
+
 /* A relation change: the accounts whose tariffs it may change. */
 static int relation_changed(MDB_txn *txn, const struct edge_tcx_dbs *d, const uint8_t *key,
                             size_t key_len)
@@ -563,6 +658,17 @@ static int relation_changed(MDB_txn *txn, const struct edge_tcx_dbs *d, const ui
     return 0;
 }
 
+/* "tar_chan/" changes keep the channels' lists (in a snapshot load too:
+ * the channels are in by then, and the relation comes in order). */
+static int channel_relation(MDB_txn *txn, const struct edge_tcx_dbs *d, const uint8_t *key,
+                            size_t key_len, bool add)
+{
+    if (key_len != 25 || memcmp(key, "tar_chan/", 9) != 0) {
+        return 0;
+    }
+    return channel_tariff(txn, d, tvmw_get_be64(key + 9), tvmw_get_be64(key + 17), add);
+}
+
 int edge_tcx_load_finish(MDB_txn *txn, const struct edge_tcx_dbs *d)
 {
     MDB_cursor *acc, *rel;
@@ -617,8 +723,10 @@ int edge_tcx_update(MDB_txn *txn, const struct edge_tcx_dbs *d, unsigned db, con
         }
         x = EDGE_TCX_ACC;
         break;
-    case EDGE_DB_REL:
-        return loading ? 0 : relation_changed(txn, d, key, key_len);
+    case EDGE_DB_REL: {
+        int rv = channel_relation(txn, d, key, key_len, value != NULL);
+        return rv != 0 || loading ? rv : relation_changed(txn, d, key, key_len);
+    }
     case EDGE_DB_CHANNELS:
         x = EDGE_TCX_CHAN;
         break;
@@ -663,9 +771,30 @@ int edge_tcx_update(MDB_txn *txn, const struct edge_tcx_dbs *d, unsigned db, con
     size_t n = 0;
     int rv = 0;
     switch (x) {
-    case EDGE_TCX_CHAN:
-        n = enc_channel(o, buf);
+    case EDGE_TCX_CHAN: {
+        /* A channel put keeps the tariffs its entry lists (they come from
+         * the relations); a new one outside a snapshot looks them up. */
+        uint8_t base[CHAN_HEAD + EDGE_TCX_STREAM_MAX];
+        uint64_t ids[EDGE_TCX_TARIFFS + 1];
+        size_t bl = enc_channel(o, base), nt = 0;
+        bool more = false;
+        MDB_val k = {.mv_size = sizeof(id), .mv_data = &id}, v;
+        struct edge_tcx_channel old;
+        int rc = mdb_get(txn, d->tcx[EDGE_TCX_CHAN], &k, &v);
+        if (rc == 0 && edge_tcx_channel_decode(v.mv_data, v.mv_size, &old) == 0) {
+            more = old.tariffs_more;
+            nt = old.n_tariffs;
+            for (size_t i = 0; i < nt; i++) {
+                ids[i] = tvmw_get_u64(old.tariffs + 8 * i);
+            }
+        } else if (rc != 0 && rc != MDB_NOTFOUND) {
+            rv = TVMW_ESTORE;
+        } else if (!loading && channel_tariffs_scan(txn, d, id, ids, &nt, &more) != 0) {
+            rv = TVMW_ESTORE;
+        }
+        n = chan_with(base, bl, ids, nt, more, buf);
         break;
+    }
     case EDGE_TCX_CLIENT:
         n = enc_client(o, buf);
         break;
@@ -681,6 +810,9 @@ int edge_tcx_update(MDB_txn *txn, const struct edge_tcx_dbs *d, unsigned db, con
         break;
     }
     json_decref(o);
+    if (rv == TVMW_ESTORE) {
+        return rv;
+    }
     if (rv != 0) {
         return del(txn, d->tcx[x], id);
     }
@@ -721,13 +853,17 @@ int edge_tcx_account_decode(const uint8_t *v, size_t len, struct edge_tcx_accoun
 
 int edge_tcx_channel_decode(const uint8_t *v, size_t len, struct edge_tcx_channel *out)
 {
-    if (len < CHAN_HEAD || v[0] != VERSION || tvmw_get_u16(v + 2) != len - CHAN_HEAD) {
+    if (len < CHAN_HEAD || v[0] != CHAN_VERSION || v[4] > EDGE_TCX_TARIFFS ||
+        len != CHAN_HEAD + 8 * (size_t)v[4] + tvmw_get_u16(v + 2)) {
         return TVMW_ECORRUPT;
     }
     out->enabled = (v[1] & CHAN_ENABLED) != 0;
+    out->tariffs_more = (v[1] & CHAN_TAR_MORE) != 0;
     out->client = tvmw_get_u64(v + 8);
-    out->stream = v + CHAN_HEAD;
-    out->stream_len = len - CHAN_HEAD;
+    out->n_tariffs = v[4];
+    out->tariffs = v + CHAN_HEAD;
+    out->stream = v + CHAN_HEAD + 8 * (size_t)v[4];
+    out->stream_len = tvmw_get_u16(v + 2);
     return 0;
 }
 

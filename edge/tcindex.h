@@ -10,7 +10,8 @@
  *   x_acc     be64 account -> account: client, customer, active,
  *             multi-login, logout cut-off, deactivation date, and the
  *             tariffs of the account and of its customer
- *   x_chan    be64 channel -> channel: client, enabled, stream name
+ *   x_chan    be64 channel -> channel: client, enabled, stream name, and
+ *             the tariffs that hold it
  *   x_client  be64 client  -> stream settings of the client
  *   x_keys    be64 kid     -> signing key: state and raw secret
  *
@@ -19,8 +20,9 @@
  * entries of the accounts concerned (a customer's accounts are found
  * through "cust_acc/", which the control plane writes with the account and
  * deletes with it), so a check reads one entry instead of
- * searching the relation database (the largest) twice. Whether a tariff
- * holds the channel stays a lookup of "tar_chan/" in db 11 (small, hot).
+ * searching the relation database (the largest) twice. A channel's entry
+ * lists the tariffs that hold it, kept by every "tar_chan/" change, so the
+ * entitlement is the intersection of two lists already read.
  * A snapshot load leaves accounts and relations to edge_tcx_load_finish,
  * which derives every x_acc entry in one ordered pass once both are in.
  *
@@ -113,7 +115,10 @@ struct edge_tcx_account {
 struct edge_tcx_channel {
     uint64_t client;
     bool enabled;
-    const uint8_t *stream; /* borrowed from the value; "" when unset */
+    bool tariffs_more; /* in more than EDGE_TCX_TARIFFS tariffs: search the relations */
+    unsigned n_tariffs;
+    const uint8_t *tariffs; /* n_tariffs little-endian u64, ascending; borrowed */
+    const uint8_t *stream;  /* borrowed from the value; "" when unset */
     size_t stream_len;
 };
 

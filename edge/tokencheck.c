@@ -464,7 +464,16 @@ static enum edge_tc_reason decide_state(struct edge_tokencheck *tc, struct tc_th
         return EDGE_TC_WRONG_STREAM;
     }
     bool found = false;
-    if (acc.tariffs_more) { /* too many tariffs to list: the relations */
+    if (!acc.tariffs_more && !ch.tariffs_more) {
+        /* Both lists complete: one of the account's tariffs is one of the
+         * channel's (both ascending). */
+        for (unsigned i = 0, j = 0; i < acc.n_tariffs && j < ch.n_tariffs && !found;) {
+            uint64_t x = tvmw_get_u64(acc.tariffs + 8 * i), y = tvmw_get_u64(ch.tariffs + 8 * j);
+            found = x == y;
+            i += x <= y;
+            j += y <= x;
+        }
+    } else if (acc.tariffs_more) { /* too many tariffs to list: the relations */
         if (tariffs_hold(t, "acc_tar/", 8, tok->account, tok->content, &found) != 0 ||
             (!found && acc.customer != 0 &&
              tariffs_hold(t, "cust_tar/", 9, acc.customer, tok->content, &found) != 0)) {

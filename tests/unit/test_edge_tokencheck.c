@@ -756,6 +756,38 @@ static void test_tariff_index(void **state)
     assert_int_equal(check(q, NULL).reason, EDGE_TC_ALLOW);
     apply_del_rel("acc_tar", 14, 100 + EDGE_TCX_TARIFFS + 2);
     assert_deny(check(q, NULL), 403, EDGE_TC_NOT_ENTITLED);
+    /* Channels list their tariffs: a tariff's channel set changes, a
+     * channel is modified (its tariffs stay), a channel in more tariffs
+     * than an entry lists. */
+    struct tok t10 = token(10, 50);
+    char q10[300];
+    snprintf(q10, sizeof(q10), "token=%s", t10.text);
+    assert_int_equal(check(q10, NULL).reason, EDGE_TC_ALLOW);
+    apply_del_rel("tar_chan", 5, 50);
+    assert_deny(check(q10, NULL), 403, EDGE_TC_NOT_ENTITLED);
+    n = rel_key("tar_chan", 5, 50, k);
+    apply_put(EDGE_DB_REL, k, n, "{}");
+    assert_int_equal(check(q10, NULL).reason, EDGE_TC_ALLOW);
+    apply_id(EDGE_DB_CHANNELS, 50, "{\"client_id\":1,\"stream_name\":\"ch50\",\"enabled\":1}");
+    assert_int_equal(check(q10, NULL).reason, EDGE_TC_ALLOW);
+    for (uint64_t tar = 300; tar < 300 + EDGE_TCX_TARIFFS + 2; tar++) {
+        n = rel_key("tar_chan", tar, 50, k);
+        apply_put(EDGE_DB_REL, k, n, "{}");
+    }
+    assert_int_equal(check(q10, NULL).reason, EDGE_TC_ALLOW);
+    apply_del_rel("tar_chan", 5, 50);
+    assert_deny(check(q10, NULL), 403, EDGE_TC_NOT_ENTITLED);
+    n = rel_key("tar_chan", 5, 50, k);
+    apply_put(EDGE_DB_REL, k, n, "{}");
+    /* A channel linked before its record arrives (another order of a
+     * batch): its put finds its tariffs. */
+    n = rel_key("tar_chan", 5, 70, k);
+    apply_put(EDGE_DB_REL, k, n, "{}");
+    apply_id(EDGE_DB_CHANNELS, 70, "{\"client_id\":1,\"stream_name\":\"ch70\"}");
+    struct tok t70 = token(10, 70);
+    snprintf(q10, sizeof(q10), "token=%s&name=ch70", t70.text);
+    assert_int_equal(check(q10, NULL).reason, EDGE_TC_ALLOW);
+
     /* The same state through a snapshot: the load derives the entries. */
     load_fixture(store, next_index++, true);
     snprintf(q, sizeof(q), "token=%s", t.text);
