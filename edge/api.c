@@ -284,7 +284,7 @@ int edge_api_start(const struct edge_api_opts *opts, struct edge_api **out)
         .fast_ctx = api->tokencheck,
         /* Requests here are small (the largest, device API forms, pass
          * through in pieces); libmicrohttpd zeroes this much after each. */
-        .conn_memory_bytes = 16 * 1024,
+        .conn_memory_bytes = 8 * 1024,
     };
     struct tvmw_http_server *http;
     rv = tvmw_http_server_start(&hc, handle, api, &http);
