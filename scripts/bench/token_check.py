@@ -393,8 +393,8 @@ def write_docs(r):
     sec = """%s
 
 Target (issue 6): at least 0.8× nginx's requests/s with a p99 no higher than
-nginx's, same run, same machine. Result: **%s** (%.2f× nginx's requests/s;
-p99 %.2f ms vs nginx %.2f ms).
+nginx's, same run, same machine. Result: **%s** (%.2f× nginx's requests/s, %s;
+p99 %.2f ms vs nginx %.2f ms, %s).
 
 | | requests/s | p50 | p99 | non-2xx |
 |---|---:|---:|---:|---:|
@@ -434,17 +434,43 @@ disturbed):
 - nginx: %s, `worker_processes 2`, `access_log off`, `location / { return 200; }`;
   CPU during its rounds %.2f cores
 - wrk 4.1: `wrk -t2 -c64 -d%ds --latency -s scripts/bench/token_check.lua`
-""" % (head, "met" if met else "not met", r["ratio"], e["p99"], n["p99"], ROUNDS, e["rps"],
+
+Server CPU per answered request (median of the rounds): edge **%.1f us**,
+nginx **%.1f us**. Where the edge's goes (perf of the edge under this load, separate run):
+the kernel 62%% (per request the same system calls as nginx, counted with
+strace: one receive, one send, a quarter of an epoll_wait), LMDB 13%% (one
+search of the account index, on a cold page: a million accounts, random
+tokens), libmicrohttpd 10%% (it parses and unescapes every argument), libc
+8%%, tvmw's own code 6%% (of which the session table 2.5%%). wrk's Lua costs
+about as much per request as either server, and all three share 2 cores,
+so requests/s follow CPU per request only in part. The p99s are queueing, and a large
+part of it is luck: both servers spread the 64 keep-alive connections
+unevenly over their two threads or workers when wrk opens them (seen
+44/22 for libmicrohttpd's pool, 16/54 for nginx's workers), which changes
+from round to round; the connections of the busier thread wait longer.
+With the edge needing more CPU per request, its median p99 is above
+nginx's in most runs.
+<!-- end of the token_check.sh section -->
+""" % (head, "met" if met else "not met", r["ratio"], "met" if r["ratio"] >= 0.8 else "not met",
+       e["p99"], n["p99"], "met" if e["p99"] <= n["p99"] else "not met", ROUNDS, e["rps"],
        e["p50"], e["p99"], e["non2xx"], ROUNDS, n["rps"], n["p50"], n["p99"], n["non2xx"],
        r["ratio"], e["p99"] / n["p99"] if n["p99"] else 0, DURATION, rows, r["cmd"], r["date"],
        r["bin"], r["machine"], r["load_before"], r["dataset"]["accounts"], CHANNELS,
        "imported in %.0f s" % r["dataset"]["import_s"], POOL, r["dataset"]["accounts"],
        r["tokens"], r["requests"], r["target_bytes"], r["prepared"], r["edge_cpu"],
-       r["edge_rss"], r["edge_denied"], r["nginx_version"], r["nginx_cpu"], DURATION)
+       r["edge_rss"], r["edge_denied"], r["nginx_version"], r["nginx_cpu"], DURATION,
+       statistics.median(x["server_cores"] / x["rps"] * 1e6 for x in r["edge_rounds"]),
+       statistics.median(x["server_cores"] / x["rps"] * 1e6 for x in r["nginx_rounds"]))
+    end_mark = "<!-- end of the token_check.sh section -->\n"
     if head in text:
         start = text.index(head)
-        nxt = text.find("\n## ", start + len(head))
-        text = text[:start] + sec + (text[nxt + 1:] if nxt >= 0 else "")
+        end = text.find(end_mark, start)
+        if end >= 0:
+            end += len(end_mark)
+        else:  # a section written before the mark existed: up to the next one
+            nxt = text.find("\n## ", start + len(head))
+            end = nxt + 1 if nxt >= 0 else len(text)
+        text = text[:start] + sec + text[end:]
     else:
         text = text.rstrip("\n") + "\n\n" + sec
     with open(doc, "w") as f:
