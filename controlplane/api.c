@@ -923,8 +923,12 @@ static void healthz(struct cp_api *api, struct tvmw_http_req *req)
                   role_name(s.state), "leader_id", (json_int_t)s.leader_id, "term",
                   (json_int_t)s.term, "commit_index", (json_int_t)s.commit_index, "applied_index",
                   (json_int_t)s.applied_index, "last_index", (json_int_t)s.last_index);
-    if (s.store_failed) {
-        json_object_set_new(o, "error", json_string("state store failed; see the log"));
+    json_object_set_new(o, "state_used_bytes", json_integer((json_int_t)s.state_used_bytes));
+    json_object_set_new(o, "state_map_bytes", json_integer((json_int_t)s.state_map_bytes));
+    /* A full map stops the node (node.c, store_failed): warn well before. */
+    if (s.state_used_bytes > s.state_map_bytes / 10 * 9) {
+        json_object_set_new(o, "warning",
+                            json_string("state map over 90% full: raise state.map_size_mb"));
     }
     tvmw_http_reply_json(req, s.ready ? 200 : 503, o);
     json_decref(o);
@@ -960,8 +964,14 @@ static void metrics(struct cp_api *api, struct tvmw_http_req *req)
                       "Barriers issued for linearizable reads.", (double)s.barriers);
     tvmw_metric_write(&b, "tvmw_cp_writes_unknown_total", "counter",
                       "Writes answered 503 with the outcome unknown.", (double)s.writes_unknown);
-    tvmw_metric_write(&b, "tvmw_cp_store_failed", "gauge", "1 if the LMDB state failed.",
-                      s.store_failed);
+    tvmw_metric_write(&b, "tvmw_cp_state_used_bytes", "gauge",
+                      "Bytes of the LMDB map in use (the node stops when it is full).",
+                      (double)s.state_used_bytes);
+    tvmw_metric_write(&b, "tvmw_cp_state_map_bytes", "gauge",
+                      "Size of the LMDB map (state.map_size_mb).", (double)s.state_map_bytes);
+    tvmw_metric_write(&b, "tvmw_cp_config_rollbacks_total", "counter",
+                      "Uncommitted membership changes rolled back by the raft guard.",
+                      (double)s.config_rollbacks);
     cp_node_metrics(api->node, &b);
     cp_probe_metrics(atomic_load(&api->probe), &b);
     tvmw_http_server_metrics(req->srv, "tvmw_cp", &b); /* api->http may not be set yet */

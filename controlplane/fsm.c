@@ -395,6 +395,17 @@ uint64_t cp_fsm_last_applied(const struct cp_fsm *f)
     return f->last_applied;
 }
 
+void cp_fsm_usage(const struct cp_fsm *f, uint64_t *used, uint64_t *size)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    *used = *size = 0;
+    if (mdb_env_info(f->env, &info) == 0 && mdb_env_stat(f->env, &st) == 0) {
+        *used = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
+        *size = info.me_mapsize;
+    }
+}
+
 const struct cp_dbs *cp_fsm_dbs(const struct cp_fsm *f)
 {
     return &f->db;

@@ -108,6 +108,9 @@ bool cp_fsm_applying(MDB_txn *txn, uint64_t *index, uint32_t *seq);
 /* Marks a clean shutdown and syncs. */
 void cp_fsm_close(struct cp_fsm *f);
 uint64_t cp_fsm_last_applied(const struct cp_fsm *f);
+/* Bytes of the LMDB map in use (up to the last page written) and its size:
+ * writes fail with MDB_MAP_FULL when the first reaches the second. */
+void cp_fsm_usage(const struct cp_fsm *f, uint64_t *used, uint64_t *size);
 const struct cp_dbs *cp_fsm_dbs(const struct cp_fsm *f);
 
 /* Commits the entries applied since the last flush: until then readers

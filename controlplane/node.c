@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <raft.h>
 #include <raft/uv.h>
@@ -20,6 +21,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "controlplane/raftguard.h"
 
 #define TICK_MS 50
 
@@ -75,7 +77,7 @@ struct cp_node {
     uv_timer_t tick;
     uv_signal_t sigint, sigterm;
     struct raft raft;
-    struct raft_io io;
+    struct cp_raftguard guard; /* wraps the raft_uv io (raftguard.h) */
     struct raft_uv_transport transport;
     struct raft_fsm raft_fsm;
 
@@ -250,8 +252,10 @@ static void publish_status(struct cp_node *n)
     s->commit_index = n->raft.commit_index;
     s->applied_index = raft_last_applied(&n->raft); /* flushed just above */
     s->last_index = raft_last_index(&n->raft);
-    s->ready = !s->store_failed && ((state == RAFT_LEADER && n->ready_term == term) ||
-                                    (state == RAFT_FOLLOWER && leader != 0));
+    s->config_rollbacks = n->guard.rollbacks;
+    cp_fsm_usage(n->fsm, &s->state_used_bytes, &s->state_map_bytes);
+    s->ready =
+        (state == RAFT_LEADER && n->ready_term == term) || (state == RAFT_FOLLOWER && leader != 0);
     unsigned m = 0;
     for (unsigned i = 0; i < n->raft.configuration.n && m < CP_MAX_MEMBERS; i++) {
         const struct raft_server *srv = &n->raft.configuration.servers[i];
@@ -339,16 +343,31 @@ static void resolve_pending(struct cp_node *n, uint64_t index, const uint8_t *re
     cp_result_free(res);
 }
 
+/* The state could not take an entry (MDB_MAP_FULL, a disk error): the node
+ * stops at once. Carrying on would skip the entry here while the other
+ * replicas apply it, and a node that diverged must not vote or lead. Its
+ * LMDB still holds the last committed batch and raft's log the rest, so a
+ * restart once the cause is fixed (state.map_size_mb, disk space) replays
+ * from there. */
+static void store_failed(struct cp_node *n, const char *what, uint64_t index, int rv)
+{
+    uint64_t used, size;
+    cp_fsm_usage(n->fsm, &used, &size);
+    TVMW_LOG_ERROR("fsm",
+                   "%s failed at index %llu: %s (state uses %llu of %llu MiB); stopping the "
+                   "node: fix the cause (state.map_size_mb, disk) and restart it",
+                   what, (unsigned long long)index, tvmw_strerror(rv),
+                   (unsigned long long)(used >> 20), (unsigned long long)(size >> 20));
+    _exit(CP_EXIT_STORE_FAILED);
+}
+
 /* Commits what was applied and answers whoever waited for it: writes,
  * long polls of the edge feed, /healthz. Loop thread. */
 static void flush_and_release(struct cp_node *n)
 {
-    if (cp_fsm_flush(n->fsm) != 0) {
-        TVMW_LOG_ERROR("fsm", "commit failed; node stops applying");
-        pthread_mutex_lock(&n->smu);
-        n->status.store_failed = true;
-        pthread_mutex_unlock(&n->smu);
-        return; /* waiters time out with an unknown outcome */
+    int rv = cp_fsm_flush(n->fsm);
+    if (rv != 0) {
+        store_failed(n, "commit", raft_last_applied(&n->raft), rv);
     }
     uint64_t applied = raft_last_applied(&n->raft); /* all of it is committed now */
     pthread_mutex_lock(&n->smu);
@@ -672,7 +691,8 @@ static void on_handle_closed(uv_handle_t *h)
 static void on_raft_closed(struct raft *r)
 {
     struct cp_node *n = r->data;
-    raft_uv_close(&n->io);
+    raft_uv_close(&n->guard.io);
+    cp_raftguard_close(&n->guard);
     raft_uv_tcp_close(&n->transport);
     uv_close((uv_handle_t *)&n->async, on_handle_closed);
     uv_close((uv_handle_t *)&n->tick, on_handle_closed);
@@ -717,12 +737,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     tvmw_hist_observe_ns(&n->apply_hist, tvmw_now_ns() - t0);
     *result = NULL;
     if (rv != 0) {
-        TVMW_LOG_ERROR("fsm", "apply failed index=%llu: %s; node stops applying",
-                       (unsigned long long)index, tvmw_strerror(rv));
-        pthread_mutex_lock(&n->smu);
-        n->status.store_failed = true;
-        pthread_mutex_unlock(&n->smu);
-        return RAFT_IOERR;
+        store_failed(n, "apply", index, rv);
     }
     resolve_pending(n, index, reqid, res);
     return 0;
@@ -870,7 +885,7 @@ int cp_node_new(const struct cp_node_opts *o, struct cp_node **out)
      * next write; neither libuv nor libraft ignores it. */
     signal(SIGPIPE, SIG_IGN);
     if ((rv = raft_uv_tcp_init(&n->transport, &n->loop)) != 0 ||
-        (rv = raft_uv_init(&n->io, &n->loop, n->raft_dir, &n->transport)) != 0) {
+        (rv = raft_uv_init(&n->guard.io, &n->loop, n->raft_dir, &n->transport)) != 0) {
         TVMW_LOG_ERROR("raft", "io init failed: %s", raft_strerror(rv));
         rv = TVMW_ERAFT;
         goto err_close_fsm;
@@ -881,12 +896,13 @@ int cp_node_new(const struct cp_node_opts *o, struct cp_node **out)
                                     .snapshot = fsm_snapshot,
                                     .restore = fsm_restore,
                                     .snapshot_finalize = fsm_snapshot_finalize};
-    if ((rv = raft_init(&n->raft, &n->io, &n->raft_fsm, n->id, n->raft_address)) != 0) {
+    if ((rv = raft_init(&n->raft, &n->guard.io, &n->raft_fsm, n->id, n->raft_address)) != 0) {
         TVMW_LOG_ERROR("raft", "init failed: %s", raft_errmsg(&n->raft));
         rv = TVMW_ERAFT;
         goto err_close_fsm;
     }
     n->raft.data = n;
+    cp_raftguard_install(&n->guard, &n->raft);
     raft_set_election_timeout(&n->raft, o->conf->raft.election_timeout_ms);
     raft_set_heartbeat_timeout(&n->raft, o->conf->raft.heartbeat_timeout_ms);
     raft_set_snapshot_threshold(&n->raft, o->conf->raft.snapshot_threshold);
@@ -896,7 +912,7 @@ int cp_node_new(const struct cp_node_opts *o, struct cp_node **out)
      * empty disk stays behind that long after installing the snapshot: the
      * leader keeps the follower's old match index until the timeout. */
     raft_set_install_snapshot_timeout(&n->raft, o->conf->raft.install_snapshot_timeout_ms);
-    raft_uv_set_connect_retry_delay(&n->io, 200);
+    raft_uv_set_connect_retry_delay(&n->guard.io, 200);
     if (!o->join && tvmw_config_node(o->conf, o->id) != NULL) {
         if ((rv = bootstrap(n)) != 0) {
             goto err_close_fsm;
@@ -907,6 +923,7 @@ int cp_node_new(const struct cp_node_opts *o, struct cp_node **out)
         rv = TVMW_ERAFT;
         goto err_close_fsm;
     }
+    cp_raftguard_started(&n->guard);
     uv_async_init(&n->loop, &n->async, on_async);
     n->async.data = n;
     uv_check_init(&n->loop, &n->flush_check);

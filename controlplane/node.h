@@ -32,6 +32,9 @@
 #include "controlplane/fsm.h"
 
 #define CP_MAX_MEMBERS 16
+/* Exit status of a node whose state could not take a committed entry
+ * (MDB_MAP_FULL, disk errors): it stops rather than diverge. */
+#define CP_EXIT_STORE_FAILED 74
 
 struct cp_node;
 
@@ -62,7 +65,6 @@ struct cp_status {
     uint64_t applied_index;
     uint64_t last_index;
     bool ready; /* can serve: leader whose election barrier applied, or follower with a leader */
-    bool store_failed;
     unsigned n_members;
     struct cp_member members[CP_MAX_MEMBERS];
     /* counters for /metrics */
@@ -71,6 +73,9 @@ struct cp_status {
     uint64_t snapshots_restored;
     uint64_t barriers;
     uint64_t writes_unknown;
+    uint64_t config_rollbacks; /* done by the raft guard (raftguard.h) */
+    uint64_t state_used_bytes;
+    uint64_t state_map_bytes;
 };
 
 /* Opens the state, initialises raft (bootstrapping on first start of an

@@ -102,7 +102,7 @@ class Cluster:
             "http": {"max_body_bytes": 1048576,
                      "request_timeout_ms": request_timeout_ms,
                      "max_connections": 1024},
-            "state": {"map_size_mb": 256, "dedup_window_s": 600},
+            "state": {"map_size_mb": 4096, "dedup_window_s": 600},
             "nodes": [{"id": s, "raft_address": self.nodes[s].raft_address,
                        "http_address": self.nodes[s].http_address,
                        "datacenter": "dc-%s" % "abc"[(s - 1) % 3]}
