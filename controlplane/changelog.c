@@ -227,8 +227,11 @@ int cp_edge_project(int edb, const MDB_val *k, const MDB_val *v, struct tvmw_buf
     out->len = 0;
     switch (edb) {
     case E_REL:
-        /* The ledger stays on the control plane. */
-        *skip = has_prefix(k, "cust_tx/");
+        /* The ledger stays on the control plane; edges look relations up
+         * from the customer or account, never tariff -> subscribers (a
+         * million records at a million accounts). */
+        *skip =
+            has_prefix(k, "cust_tx/") || has_prefix(k, "tar_cust/") || has_prefix(k, "tar_acc/");
         break;
     case E_UNIQ:
         *skip = !has_prefix(k, "abonement/") && !has_prefix(k, "dev_uid/");

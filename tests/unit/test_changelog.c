@@ -70,6 +70,13 @@ static void test_projection_and_rollback(void **state)
         bt_call(e, 1, "transaction/create", "customer_id=1&id=T1&amount=5&processed=1"), 0));
     /* A failed method leaves no change behind. */
     json_decref(bt_expect(bt_call(e, 1, "account/create", "ext_id=NOPE"), 1));
+    json_decref(bt_expect(bt_call(e, 1, "tariff/create",
+                                  "name=Base&ext_id=T1&period=1&sessions_count=2&basic_sessions_"
+                                  "count=1&basic_tariff_priority=0"),
+                          0));
+    json_decref(bt_expect(bt_call(e, 1, "account/create", "ext_id=C1&abonement=100"), 0));
+    json_decref(
+        bt_expect(bt_call(e, 1, "account/tariff/assign", "abonement=100&tariff_ext_id=T1"), 0));
     bool gone;
     json_t *f = feed(e, start, 1000, &gone);
     assert_false(gone);
@@ -77,7 +84,7 @@ static void test_projection_and_rollback(void **state)
     assert_int_equal(json_integer_value(json_object_get(f, "last_index")), e->index);
     size_t i;
     json_t *c;
-    int customers = 0;
+    int customers = 0, acc_tar = 0;
     json_array_foreach(json_object_get(f, "changes"), i, c)
     {
         int db = (int)json_integer_value(json_object_get(c, "db"));
@@ -85,6 +92,9 @@ static void test_projection_and_rollback(void **state)
         assert_true((uint64_t)json_integer_value(json_object_get(c, "index")) > start);
         char *key = decode(json_string_value(json_object_get(c, "key")));
         assert_null(strstr(key, "cust_tx/")); /* the ledger stays home */
+        /* tariff -> subscribers stays home too; account -> tariff goes */
+        assert_null(strstr(key, "tar_acc/"));
+        acc_tar += strncmp(key, "acc_tar/", 8) == 0;
         free(key);
         if (db == 2) {
             char *v = decode(json_string_value(json_object_get(c, "value")));
@@ -95,6 +105,7 @@ static void test_projection_and_rollback(void **state)
         }
     }
     assert_int_equal(customers, 2); /* created, then its balance */
+    assert_int_equal(acc_tar, 1);
     json_decref(f);
     bt_free(e);
 }
