@@ -20,7 +20,8 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: tvmw-edge --config FILE --id EDGE_ID [--data-dir DIR]\n"
-               "                 [--log-level error|warn|info|debug] [--print-config]\n");
+               "                 [--http-threads N (2)] [--log-level error|warn|info|debug]\n"
+               "                 [--print-config]\n");
 }
 
 static const struct tvmw_edge_conf *find_edge(const struct tvmw_config *c, const char *id)
@@ -63,12 +64,15 @@ int main(int argc, char **argv)
                                          {"id", required_argument, NULL, 'i'},
                                          {"data-dir", required_argument, NULL, 'd'},
                                          {"log-level", required_argument, NULL, 'l'},
+                                         {"http-threads", required_argument, NULL, 't'},
                                          {"print-config", no_argument, NULL, 'p'},
                                          {"help", no_argument, NULL, 'H'},
                                          {NULL, 0, NULL, 0}};
     const char *config = NULL, *dir = NULL, *id = NULL;
     enum tvmw_log_level level = TVMW_LOG_LEVEL_INFO;
     int print = 0, c;
+    unsigned long threads = 2;
+    char *end;
 
     while ((c = getopt_long(argc, argv, "c:i:d:", opts, NULL)) != -1) {
         switch (c) {
@@ -84,6 +88,13 @@ int main(int argc, char **argv)
         case 'l':
             if (tvmw_log_level_parse(optarg, &level) != 0) {
                 fprintf(stderr, "tvmw-edge: unknown log level %s\n", optarg);
+                return 2;
+            }
+            break;
+        case 't':
+            threads = strtoul(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || threads == 0 || threads > 64) {
+                fprintf(stderr, "tvmw-edge: --http-threads must be 1..64\n");
                 return 2;
             }
             break;
@@ -162,8 +173,12 @@ int main(int argc, char **argv)
         TVMW_LOG_ERROR("main", "cannot start the device API: %s", tvmw_strerror(rv));
         goto out_stop;
     }
-    struct edge_api_opts ao = {
-        .conf = &conf, .self = self, .store = store, .follow = follow, .device = device};
+    struct edge_api_opts ao = {.conf = &conf,
+                               .self = self,
+                               .store = store,
+                               .follow = follow,
+                               .device = device,
+                               .threads = (unsigned)threads};
     if ((rv = edge_api_start(&ao, &api)) != 0) {
         TVMW_LOG_ERROR("main", "cannot start HTTP on %s: %s", self->http_address,
                        tvmw_strerror(rv));

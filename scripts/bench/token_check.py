@@ -53,6 +53,7 @@ CHANNELS = int(os.environ.get("CHANNELS", "200"))
 POOL = int(os.environ.get("POOL", "20000"))
 DURATION = int(os.environ.get("DURATION", "20"))
 ROUNDS = int(os.environ.get("ROUNDS", "5"))
+EDGE_THREADS = int(os.environ.get("EDGE_THREADS", "2"))
 DATASET_DIR = os.environ.get("DATASET_DIR", "/var/tmp/tvmw-bench-tokencheck-%d" % ACCOUNTS)
 UPDATE_DOCS = os.environ.get("UPDATE_DOCS", "1") == "1"
 HTTP_BASE, RAFT_BASE, EDGE_PORT, NGINX_PORT = 28400, 28410, 28450, 28460
@@ -426,7 +427,7 @@ disturbed):
   (`scripts/bench/token_check.lua`, every §1.2 parameter, about %d bytes
   of request target, one session id per token, 1 in 10 `new_session`, the
   rest `update_session`), the same file against both servers
-- Edge: `tvmw-edge`, 2 HTTP threads (the default), state loaded from a
+- Edge: `tvmw-edge --http-threads %d`, state loaded from a
   snapshot of the whole data set; the control plane was stopped before the
   rounds (the edge answers from its own state); prepared answers: %s;
   CPU during its rounds %.2f cores; RSS after %.0f MiB; denies during the
@@ -457,7 +458,7 @@ nginx's in most runs.
        r["ratio"], e["p99"] / n["p99"] if n["p99"] else 0, DURATION, rows, r["cmd"], r["date"],
        r["bin"], r["machine"], r["load_before"], r["dataset"]["accounts"], CHANNELS,
        "imported in %.0f s" % r["dataset"]["import_s"], POOL, r["dataset"]["accounts"],
-       r["tokens"], r["requests"], r["target_bytes"], r["prepared"], r["edge_cpu"],
+       r["tokens"], r["requests"], r["target_bytes"], EDGE_THREADS, r["prepared"], r["edge_cpu"],
        r["edge_rss"], r["edge_denied"], r["nginx_version"], r["nginx_cpu"], DURATION,
        statistics.median(x["server_cores"] / x["rps"] * 1e6 for x in r["edge_rounds"]),
        statistics.median(x["server_cores"] / x["rps"] * 1e6 for x in r["nginx_rounds"]))
@@ -507,7 +508,8 @@ def main():
             shutil.rmtree(tmp)
         os.makedirs(tmp)
         edge_dir = os.path.join(tmp, "edge-e1")
-        edge = start([EDGE, "--config", conf, "--id", "e1", "--data-dir", edge_dir],
+        edge = start([EDGE, "--config", conf, "--id", "e1", "--data-dir", edge_dir,
+                      "--http-threads", str(EDGE_THREADS)],
                      edge_dir + ".log")
 
         def serving():

@@ -7,7 +7,7 @@
 #
 # Usage: scripts/bench/token_check.sh    (first run: + the data set import)
 # Environment: ACCOUNTS [1000000], CHANNELS [200], POOL [20000] tokens,
-#   DURATION [20] s per wrk round, ROUNDS [5],
+#   DURATION [20] s per wrk round, ROUNDS [5], EDGE_THREADS [2] (--http-threads),
 #   DATASET_DIR [/var/tmp/tvmw-bench-tokencheck-ACCOUNTS] (kept between
 #   runs; delete it to import again), UPDATE_DOCS [1].
 # Ports: control plane HTTP 28401-28403, raft 28411-28413, edge 28450,
@@ -28,7 +28,7 @@ cmake --build "$obj" -j"$(nproc)" --target tvmw-cp tvmw-edge tvmwctl >/dev/null
 export BENCH_BIN_DIR=$obj
 export BENCH_BIN_DESC="binary: HEAD $(git -C "$REPO" rev-parse --short HEAD) (git archive), RelWithDebInfo"
 cmd="scripts/bench/token_check.sh"
-for v in ACCOUNTS CHANNELS POOL DURATION ROUNDS; do
+for v in ACCOUNTS CHANNELS POOL DURATION ROUNDS EDGE_THREADS; do
   [[ -n ${!v:-} ]] && cmd="$v=${!v} $cmd"
 done
 export BENCH_CMD=$cmd
