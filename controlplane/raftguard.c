@@ -261,14 +261,16 @@ void cp_raftguard_started(struct cp_raftguard *g)
     raft_index p = 0;
     struct raft_configuration prev;
     raft_configuration_init(&prev);
-    for (raft_index i = x - 1; i > r->log.offset && p == 0; i--) {
+    raft_index i = x - 1;
+    while (i > r->log.offset && log_at(&r->log, i)->type != RAFT_CHANGE) {
+        i--;
+    }
+    if (i > r->log.offset) {
         const struct raft_entry *e = log_at(&r->log, i);
-        if (e->type == RAFT_CHANGE && cp_raftguard_decode(e->buf.base, e->buf.len, &prev) == 0) {
+        if (cp_raftguard_decode(e->buf.base, e->buf.len, &prev) == 0) {
+            set_committed(g, &prev, i);
             p = i;
         }
-    }
-    if (p != 0) {
-        set_committed(g, &prev, p);
     } else if (g->committed_index != 0 && g->committed_index < x) {
         p = g->committed_index; /* the snapshot's, from guard_load */
     }
