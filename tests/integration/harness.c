@@ -756,6 +756,20 @@ uint64_t it_next_serving(struct it_cluster *c)
 
 /* ---- requests to nodes ------------------------------------------------------ */
 
+bool it_file_has(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "r");
+    bool found = false;
+    char line[4096];
+    while (f != NULL && !found && fgets(line, sizeof(line), f) != NULL) {
+        found = strstr(line, text) != NULL;
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+    return found;
+}
+
 void it_node_url(const struct it_cluster *c, uint64_t id, const char *path, char *out,
                  size_t out_len)
 {

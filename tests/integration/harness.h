@@ -169,6 +169,10 @@ bool it_node_running(const struct it_cluster *c, uint64_t id);
 /* True if the process is gone (reaps it and logs its status). */
 bool it_node_exited(struct it_cluster *c, uint64_t id);
 
+/* True if a line of the file at path (a node's or an edge's log) holds
+ * text. */
+bool it_file_has(const char *path, const char *text);
+
 /* http://<node http address><path> into out. */
 void it_node_url(const struct it_cluster *c, uint64_t id, const char *path, char *out,
                  size_t out_len);

@@ -118,16 +118,7 @@ void it_edge_dump_log(const struct it_edge *e)
 /* True if the edge's log holds `text`. */
 bool it_edge_log_has(const struct it_edge *e, const char *text)
 {
-    FILE *f = fopen(e->log_path, "r");
-    bool found = false;
-    char line[2048];
-    while (f != NULL && !found && fgets(line, sizeof(line), f) != NULL) {
-        found = strstr(line, text) != NULL;
-    }
-    if (f != NULL) {
-        fclose(f);
-    }
-    return found;
+    return it_file_has(e->log_path, text);
 }
 
 /* ---- edge requests --------------------------------------------------------------- */

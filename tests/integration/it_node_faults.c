@@ -78,8 +78,6 @@ static uint64_t leader_of(uint64_t a, uint64_t b, unsigned timeout_ms)
     return 0;
 }
 
-static bool log_has(uint64_t id, const char *needle);
-
 /* restart: the old leader crashes and restarts instead of pausing, and
  * must not take its own uncommitted change for a committed one. */
 static void rollback_scenario(bool restart)
@@ -146,7 +144,7 @@ static void rollback_scenario(bool restart)
     IT_ASSERT(it_wait_all_ready(cl, 15000) != 0, "not all ready after the rollback");
     IT_ASSERT(it_wait_converged(cl, 20000), "did not converge after the rollback");
     if (restart) {
-        IT_ASSERT(log_has(lead, "treated as uncommitted"),
+        IT_ASSERT(it_file_has(cl->nodes[lead].log_path, "treated as uncommitted"),
                   "node %llu did not mark its last configuration uncommitted",
                   (unsigned long long)lead);
     } else {
@@ -239,21 +237,6 @@ static void start_node3(int mb)
     IT_ASSERT(rv == 0, "node 3 did not start");
 }
 
-static bool log_has(uint64_t id, const char *needle)
-{
-    FILE *f = fopen(cl->nodes[id].log_path, "r");
-    if (f == NULL) {
-        return false;
-    }
-    char line[2048];
-    bool found = false;
-    while (!found && fgets(line, sizeof(line), f) != NULL) {
-        found = strstr(line, needle) != NULL;
-    }
-    fclose(f);
-    return found;
-}
-
 static void test_full_state_stops_node(void **state)
 {
     (void)state;
@@ -279,7 +262,8 @@ static void test_full_state_stops_node(void **state)
         total += 5000;
     }
     fprintf(stderr, "node 3 stopped after %d imports of 5000 customers\n", batches);
-    IT_ASSERT(log_has(3, "stopping the node"), "node 3's log does not say why it stopped");
+    IT_ASSERT(it_file_has(cl->nodes[3].log_path, "stopping the node"),
+              "node 3's log does not say why it stopped");
     /* The majority goes on. */
     IT_ASSERT(import_customers(batches++, 100) == 200, "no write after node 3 stopped");
     total += 100;

@@ -335,16 +335,7 @@ static bool wait_metric(uint64_t node, const char *name, double want, unsigned t
 
 static bool log_has(uint64_t node, const char *text)
 {
-    FILE *f = fopen(cl->nodes[node].log_path, "r");
-    bool found = false;
-    char line[4096];
-    while (f != NULL && !found && fgets(line, sizeof(line), f) != NULL) {
-        found = strstr(line, text) != NULL;
-    }
-    if (f != NULL) {
-        fclose(f);
-    }
-    return found;
+    return it_file_has(cl->nodes[node].log_path, text);
 }
 
 /* ---- the test ------------------------------------------------------------------------ */
