@@ -15,9 +15,10 @@
 #include "edge/feed.h"
 #include "edge/proto.h"
 
-#define AUTHKEY_BODY 32
-#define TOKEN_BODY   36
-#define TOKEN_MAC    16
+#define AUTHKEY_BODY  32
+#define TOKEN_BODY    36
+#define TOKEN_MAC     16
+#define TOKEN_VERSION 2
 
 static const char authkey_label[] = "tvmw-authkey";
 static const char token_label[] = "tvmw-stream";
@@ -147,25 +148,43 @@ uint32_t edge_token_ip_bind(const char *ip)
     return tvmw_get_be32(md);
 }
 
-void edge_token_issue(const struct edge_keyring *ring, struct edge_token *t,
-                      char out[EDGE_TOKEN_LEN + 1])
+static void put_be48(uint8_t *p, uint64_t v)
 {
-    uint8_t raw[TOKEN_BODY + TOKEN_MAC] = {1, t->kind}, full[TVMW_MAC_BYTES];
+    tvmw_put_be16(p, (uint16_t)(v >> 32));
+    tvmw_put_be32(p + 2, (uint32_t)v);
+}
+
+static uint64_t get_be48(const uint8_t *p)
+{
+    return (uint64_t)tvmw_get_be16(p) << 32 | tvmw_get_be32(p + 2);
+}
+
+int edge_token_issue(const struct edge_keyring *ring, struct edge_token *t,
+                     char out[EDGE_TOKEN_LEN + 1])
+{
+    uint8_t raw[TOKEN_BODY + TOKEN_MAC] = {TOKEN_VERSION, t->kind}, full[TVMW_MAC_BYTES];
     const struct edge_key *k = &ring->k[0];
+    if (t->account >> 48 != 0 || t->content >> 48 != 0) {
+        out[0] = '\0';
+        return -1;
+    }
     t->kid = k->kid;
+    t->version = TOKEN_VERSION;
     if (t->nonce == 0) {
         RAND_bytes((uint8_t *)&t->nonce, sizeof(t->nonce));
     }
     tvmw_put_be16(raw + 2, t->kid);
     tvmw_put_be32(raw + 4, t->client);
-    tvmw_put_be64(raw + 8, t->account);
-    tvmw_put_be64(raw + 16, t->content);
+    put_be48(raw + 8, t->account);
+    put_be48(raw + 14, t->content);
+    tvmw_put_be32(raw + 20, t->issued_s);
     tvmw_put_be32(raw + 24, t->expiry_s);
     tvmw_put_be32(raw + 28, t->nonce);
     tvmw_put_be32(raw + 32, t->ip_bind);
     mac(k, token_label, raw, TOKEN_BODY, full);
     memcpy(raw + TOKEN_BODY, full, TOKEN_MAC);
     tvmw_b64url_encode(raw, sizeof(raw), out);
+    return 0;
 }
 
 int edge_token_check(const struct edge_keyring *ring, const char *text, size_t len,
@@ -173,8 +192,9 @@ int edge_token_check(const struct edge_keyring *ring, const char *text, size_t l
 {
     uint8_t raw[TOKEN_BODY + TOKEN_MAC], full[TVMW_MAC_BYTES];
     if (ring == NULL || len != EDGE_TOKEN_LEN ||
-        tvmw_b64url_decode(text, len, raw, sizeof(raw)) != (long)sizeof(raw) || raw[0] != 1 ||
-        raw[1] < EDGE_TOKEN_LIVE || raw[1] > EDGE_TOKEN_VOD) {
+        tvmw_b64url_decode(text, len, raw, sizeof(raw)) != (long)sizeof(raw) ||
+        (raw[0] != 1 && raw[0] != TOKEN_VERSION) || raw[1] < EDGE_TOKEN_LIVE ||
+        raw[1] > EDGE_TOKEN_VOD) {
         return -1;
     }
     const struct edge_key *k = find_key(ring, tvmw_get_be16(raw + 2));
@@ -185,11 +205,19 @@ int edge_token_check(const struct edge_keyring *ring, const char *text, size_t l
     if (!tvmw_mac_equal(full, raw + TOKEN_BODY, TOKEN_MAC)) {
         return -1;
     }
+    t->version = raw[0];
     t->kind = raw[1];
     t->kid = k->kid;
     t->client = tvmw_get_be32(raw + 4);
-    t->account = tvmw_get_be64(raw + 8);
-    t->content = tvmw_get_be64(raw + 16);
+    if (raw[0] == 1) {
+        t->account = tvmw_get_be64(raw + 8);
+        t->content = tvmw_get_be64(raw + 16);
+        t->issued_s = 0;
+    } else {
+        t->account = get_be48(raw + 8);
+        t->content = get_be48(raw + 14);
+        t->issued_s = tvmw_get_be32(raw + 20);
+    }
     t->expiry_s = tvmw_get_be32(raw + 24);
     t->nonce = tvmw_get_be32(raw + 28);
     t->ip_bind = tvmw_get_be32(raw + 32);

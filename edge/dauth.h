@@ -14,11 +14,13 @@
  * u64 issued (ms since the epoch).
  *
  * stream token: base64url (no padding) of a 36-byte body + the first 16
- * bytes of HMAC-SHA256 over "tvmw-stream\0" ‖ body: 70 characters. Body:
- * u8 version 1, u8 kind (1 live, 2 archive, 3 vod), u16 kid, u32 client,
- * u64 account, u64 content id, u32 expiry (Unix s), u32 nonce, u32 IP
- * binding (the viewer's IPv4 address, the first 4 bytes of SHA-256 of any
- * other address text, 0 when not bound).
+ * bytes of HMAC-SHA256 over "tvmw-stream\0" ‖ body: 70 characters. Body
+ * (big endian): u8 version 2, u8 kind (1 live, 2 archive, 3 vod), u16 kid,
+ * u32 client, u48 account, u48 content id, u32 issued (Unix s), u32 expiry,
+ * u32 nonce, u32 IP binding (the viewer's IPv4 address, the first 4 bytes
+ * of SHA-256 of any other address text, 0 when not bound). Version 1 (the
+ * first release: u64 account and content, no issue time) is still read;
+ * its issue time is unknown (0).
  */
 #ifndef TVMW_EDGE_DAUTH_H
 #define TVMW_EDGE_DAUTH_H
@@ -73,16 +75,19 @@ struct edge_token {
     uint32_t client;
     uint64_t account;
     uint64_t content;
+    uint32_t issued_s; /* 0: unknown (a version 1 token) */
     uint32_t expiry_s;
     uint32_t nonce;
     uint32_t ip_bind;
+    uint8_t version; /* set by edge_token_check */
 };
 
 /* The ip_bind value of an address text. */
 uint32_t edge_token_ip_bind(const char *ip);
-/* Signs (sets t->kid); out gets 70 characters + NUL. */
-void edge_token_issue(const struct edge_keyring *ring, struct edge_token *t,
-                      char out[EDGE_TOKEN_LEN + 1]);
+/* Signs (sets t->kid); out gets 70 characters + NUL. -1 (out empty) when
+ * the account or the content id does not fit in 48 bits. */
+int edge_token_issue(const struct edge_keyring *ring, struct edge_token *t,
+                     char out[EDGE_TOKEN_LEN + 1]);
 /* Decodes and checks the signature only: 0, or -1 for anything else
  * (length, alphabet, version, unknown or retired kid, MAC). No state
  * lookup happens before the MAC is known to be good. */

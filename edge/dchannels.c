@@ -912,14 +912,13 @@ static void stream_token(struct dctx *c, const json_t *svc, uint8_t kind, uint64
         .client = (uint32_t)c->client_id,
         .account = c->account_id,
         .content = content,
+        .issued_s = (uint32_t)(c->now_ms / 1000),
         .expiry_s = (uint32_t)(c->now_ms / 1000 + (uint64_t)(ttl > 0 ? ttl : DEFAULT_TOKEN_TTL)),
         .ip_bind = rec_int(svc, "token_ip_binding", 0) ? edge_token_ip_bind(dctx_ip(c)) : 0,
     };
-    if (ring == NULL) {
+    if (ring == NULL || edge_token_issue(ring, &t, out) != 0) {
         out[0] = '\0';
-        return;
     }
-    edge_token_issue(ring, &t, out);
 }
 
 int dctx_stream_uri(struct dctx *c, uint64_t cid, bool archive, const char *begin, const char *dur,

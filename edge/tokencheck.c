@@ -444,8 +444,11 @@ static enum edge_tc_reason decide_state(struct edge_tokencheck *tc, struct tc_th
         return EDGE_TC_ACCOUNT_INACTIVE; /* the operator is gone */
     }
     /* "Log out everywhere" and deactivation revoke what was issued before.
-     * A token carries its expiry; it was issued one TTL earlier. */
-    uint64_t issued_s = tok->expiry_s > cl.token_ttl_s ? tok->expiry_s - cl.token_ttl_s : 0;
+     * A version 1 token has no issue time: one TTL before its expiry. */
+    uint64_t issued_s = tok->issued_s;
+    if (tok->version == 1) {
+        issued_s = tok->expiry_s > cl.token_ttl_s ? tok->expiry_s - cl.token_ttl_s : 0;
+    }
     if (acc.logout_before_ms != 0 && issued_s * 1000 < acc.logout_before_ms) {
         return EDGE_TC_TOKEN_REVOKED;
     }

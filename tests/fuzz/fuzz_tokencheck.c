@@ -45,11 +45,12 @@ static void init_rings(void)
     retired.k[0].secret_len = 32;
 }
 
-/* A token that passes must re-encode to the same text with its key. */
+/* A token that passes must re-encode to the same text with its key (the
+ * current version; version 1 is only read). */
 static void check_token(const char *p, size_t n)
 {
     struct edge_token t;
-    if (edge_token_check(&ring, p, n, &t) == 0) {
+    if (edge_token_check(&ring, p, n, &t) == 0 && t.version == 2) {
         struct edge_keyring one = {.n = 1};
         for (unsigned i = 0; i < ring.n; i++) {
             if (ring.k[i].kid == t.kid) {
@@ -58,8 +59,8 @@ static void check_token(const char *p, size_t n)
         }
         char again[EDGE_TOKEN_LEN + 1];
         struct edge_token copy = t;
-        edge_token_issue(&one, &copy, again);
-        if (n != EDGE_TOKEN_LEN || memcmp(again, p, n) != 0) {
+        if (edge_token_issue(&one, &copy, again) != 0 || n != EDGE_TOKEN_LEN ||
+            memcmp(again, p, n) != 0) {
             abort();
         }
     }

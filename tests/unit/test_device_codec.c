@@ -136,16 +136,43 @@ static void test_stream_token(void **state)
                            .client = 1,
                            .account = 9,
                            .content = 48,
+                           .issued_s = 1799996400,
                            .expiry_s = 1800000000,
                            .ip_bind = edge_token_ip_bind("10.1.2.3")},
                       u;
     char text[EDGE_TOKEN_LEN + 1];
-    edge_token_issue(&ring, &t, text);
+    assert_int_equal(edge_token_issue(&ring, &t, text), 0);
     assert_int_equal(strlen(text), EDGE_TOKEN_LEN);
     assert_int_equal(edge_token_check(&ring, text, strlen(text), &u), 0);
-    assert_true(u.kind == EDGE_TOKEN_ARCHIVE && u.client == 1 && u.account == 9 &&
-                u.content == 48 && u.expiry_s == 1800000000 && u.ip_bind == 0x0a010203 &&
-                u.nonce == t.nonce && u.kid == 5);
+    assert_true(u.version == 2 && u.kind == EDGE_TOKEN_ARCHIVE && u.client == 1 && u.account == 9 &&
+                u.content == 48 && u.issued_s == 1799996400 && u.expiry_s == 1800000000 &&
+                u.ip_bind == 0x0a010203 && u.nonce == t.nonce && u.kid == 5);
+    /* Ids up to 48 bits; larger ones are refused, not cut. */
+    t.account = (1ull << 48) - 1;
+    t.content = 1ull << 40;
+    assert_int_equal(edge_token_issue(&ring, &t, text), 0);
+    assert_int_equal(edge_token_check(&ring, text, strlen(text), &u), 0);
+    assert_true(u.account == t.account && u.content == t.content);
+    t.account = 1ull << 48;
+    assert_int_equal(edge_token_issue(&ring, &t, text), -1);
+    assert_int_equal(text[0], '\0');
+    t.account = 9;
+    assert_int_equal(edge_token_issue(&ring, &t, text), 0);
+
+    /* A version 1 token (u64 ids, no issue time) is still accepted. */
+    uint8_t v1[36 + 16] = {1, EDGE_TOKEN_LIVE, 0, 5, 0, 0, 0, 1}, msg[12 + 36], md[32];
+    v1[15] = 9;                             /* account (u64 at 8) */
+    v1[23] = 48;                            /* content (u64 at 16) */
+    memcpy(v1 + 24, "\x6b\x49\xd2\x00", 4); /* expiry 1800000000 */
+    memcpy(msg, "tvmw-stream", 12);
+    memcpy(msg + 12, v1, 36);
+    tvmw_hmac_sha256(ring.k[0].secret, ring.k[0].secret_len, msg, sizeof(msg), md);
+    memcpy(v1 + 36, md, 16);
+    char v1text[EDGE_TOKEN_LEN + 1];
+    assert_int_equal(tvmw_b64url_encode(v1, sizeof(v1), v1text), EDGE_TOKEN_LEN);
+    assert_int_equal(edge_token_check(&ring, v1text, EDGE_TOKEN_LEN, &u), 0);
+    assert_true(u.version == 1 && u.account == 9 && u.content == 48 && u.issued_s == 0 &&
+                u.expiry_s == 1800000000 && u.kind == EDGE_TOKEN_LIVE);
     assert_int_not_equal(edge_token_ip_bind("::1"), 0);
     char bad[EDGE_TOKEN_LEN + 1];
     memcpy(bad, text, sizeof(bad));

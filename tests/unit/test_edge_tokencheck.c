@@ -302,6 +302,8 @@ static struct tok token_ex(uint16_t kid, const uint8_t *secret, uint8_t kind, ui
                             .client = client,
                             .account = account,
                             .content = content,
+                            /* as if made with the fixture's TTL */
+                            .issued_s = (uint32_t)((int64_t)now_s + expires_in - TTL),
                             .expiry_s = (uint32_t)((int64_t)now_s + expires_in),
                             .ip_bind = bind_ip ? edge_token_ip_bind(bind_ip) : 0};
     edge_token_issue(&ring, &et, t.text);
@@ -650,6 +652,14 @@ static void test_revocation_and_keys(void **state)
     struct tok fresh = token_ex(1, secret1, EDGE_TOKEN_LIVE, 1, 10, 50, TTL + 2, NULL);
     snprintf(q, sizeof(q), "token=%s", fresh.text);
     assert_int_equal(check(q, NULL).reason, EDGE_TC_ALLOW);
+    /* The issue time is in the token: a shorter TTL set since does not
+     * make an old token look newer than the logout. */
+    apply_id(EDGE_DB_CLIENTS, 1,
+             "{\"id\":1,\"settings\":{\"stream_token_ttl_s\":60,\"stream_max_sessions\":0}}");
+    snprintf(q, sizeof(q), "token=%s", t.text);
+    assert_deny(check(q, NULL), 403, EDGE_TC_TOKEN_REVOKED);
+    snprintf(q, sizeof(q), "token=%s", fresh.text);
+    assert_int_equal(check(q, NULL).reason, EDGE_TC_ALLOW);
 
     /* Channel disabled; the deactivation date bounds X-AuthDuration. */
     apply_id(EDGE_DB_CHANNELS, 50, "{\"client_id\":1,\"stream_name\":\"ch50\",\"enabled\":0}");
@@ -712,7 +722,7 @@ static void test_revocation_and_keys(void **state)
     tvmw_buf_init(&b, 1 << 20);
     edge_tokencheck_metrics(tc, &b);
     assert_non_null(
-        strstr((const char *)b.data, "tvmw_edge_token_denied_total{reason=\"token_revoked\"} 3"));
+        strstr((const char *)b.data, "tvmw_edge_token_denied_total{reason=\"token_revoked\"} 4"));
     assert_non_null(strstr((const char *)b.data,
                            "tvmw_edge_token_checks_total{dialect=\"generic\",result=\"allow\"}"));
     tvmw_buf_close(&b);
