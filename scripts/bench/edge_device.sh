@@ -6,7 +6,7 @@
 #
 # Usage: scripts/bench/edge_device.sh    (first run: + the data set import)
 # Environment: ACCOUNTS [1000000], CHANNELS [200], LOGINS [20000],
-#   DURATION [30] s of wrk, WRITE_RATE [1000], PROPAGATION_S [20],
+#   DURATION [30] s of wrk, WRITE_RATE [1000], PROPAGATION_S [20], COLD_RUNS [3],
 #   DATASET_DIR [/var/tmp/tvmw-bench-dataset-ACCOUNTS] (kept between runs;
 #   delete it to import again), UPDATE_DOCS [1].
 # Ports: control plane HTTP 8601-8603, raft 9601-9603, edge 8651.
@@ -26,7 +26,7 @@ cmake --build "$obj" -j"$(nproc)" --target tvmw-cp tvmw-edge tvmwctl >/dev/null
 export BENCH_BIN_DIR=$obj
 export BENCH_BIN_DESC="HEAD $(git -C "$REPO" rev-parse --short HEAD), RelWithDebInfo"
 cmd="scripts/bench/edge_device.sh"
-for v in ACCOUNTS CHANNELS LOGINS DURATION WRITE_RATE PROPAGATION_S; do
+for v in ACCOUNTS CHANNELS LOGINS DURATION WRITE_RATE PROPAGATION_S COLD_RUNS; do
   [[ -n ${!v:-} ]] && cmd="$v=${!v} $cmd"
 done
 export BENCH_CMD=$cmd
