@@ -654,13 +654,35 @@ err_abort:
  *   SHA-256 of header and body (32 bytes), zero padding to a multiple of 8
  */
 
-int cp_fsm_snapshot(struct cp_fsm *f, void **out, size_t *out_len)
-{
+struct cp_fsm_snap {
+    struct cp_fsm *f;
     MDB_txn *txn;
-    int flushed = cp_fsm_flush(f);
-    if (flushed != 0) {
-        return flushed;
+    uint64_t index;
+};
+
+int cp_fsm_snapshot_begin(struct cp_fsm *f, struct cp_fsm_snap **out)
+{
+    int rv = cp_fsm_flush(f);
+    if (rv != 0) {
+        return rv;
     }
+    struct cp_fsm_snap *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        return -ENOMEM;
+    }
+    int rc = mdb_txn_begin(f->env, NULL, MDB_RDONLY, &s->txn);
+    if (rc != 0) {
+        free(s);
+        return err_from_mdb(rc);
+    }
+    s->f = f;
+    s->index = f->last_applied;
+    *out = s;
+    return 0;
+}
+
+int cp_fsm_snapshot_write(struct cp_fsm_snap *s, void **out, size_t *out_len)
+{
     struct tvmw_buf b;
     MDB_cursor *cur;
     MDB_val k, v;
@@ -668,18 +690,15 @@ int cp_fsm_snapshot(struct cp_fsm *f, void **out, size_t *out_len)
     int rc, rv;
 
     tvmw_buf_init(&b, 0);
-    if ((rc = mdb_txn_begin(f->env, NULL, MDB_RDONLY, &txn)) != 0) {
-        return err_from_mdb(rc);
-    }
     memcpy(hdr, CP_SNAPSHOT_MAGIC, 8);
     tvmw_put_u32(hdr + 8, CP_SNAPSHOT_VERSION);
     tvmw_put_u32(hdr + 12, N_DBS);
-    tvmw_put_u64(hdr + 16, f->last_applied);
+    tvmw_put_u64(hdr + 16, s->index);
     if ((rv = tvmw_buf_append(&b, hdr, sizeof(hdr))) != 0) {
         goto out;
     }
     for (unsigned i = 0; i < N_DBS; i++) {
-        if ((rc = mdb_cursor_open(txn, *db_at(&f->db, i), &cur)) != 0) {
+        if ((rc = mdb_cursor_open(s->txn, *db_at(&s->f->db, i), &cur)) != 0) {
             rv = err_from_mdb(rc);
             goto out;
         }
@@ -714,11 +733,29 @@ int cp_fsm_snapshot(struct cp_fsm *f, void **out, size_t *out_len)
     }
     *out_len = b.len;
     *out = tvmw_buf_detach(&b, NULL);
-    TVMW_LOG_INFO("fsm", "snapshot taken last_applied=%llu bytes=%zu",
-                  (unsigned long long)f->last_applied, *out_len);
+    TVMW_LOG_INFO("fsm", "snapshot taken last_applied=%llu bytes=%zu", (unsigned long long)s->index,
+                  *out_len);
 out:
-    mdb_txn_abort(txn);
     tvmw_buf_close(&b);
+    return rv;
+}
+
+void cp_fsm_snapshot_end(struct cp_fsm_snap *s)
+{
+    if (s != NULL) {
+        mdb_txn_abort(s->txn);
+        free(s);
+    }
+}
+
+int cp_fsm_snapshot(struct cp_fsm *f, void **out, size_t *out_len)
+{
+    struct cp_fsm_snap *s;
+    int rv = cp_fsm_snapshot_begin(f, &s);
+    if (rv == 0) {
+        rv = cp_fsm_snapshot_write(s, out, out_len);
+        cp_fsm_snapshot_end(s);
+    }
     return rv;
 }
 

@@ -128,6 +128,13 @@ int cp_fsm_apply(struct cp_fsm *f, uint64_t index, const void *buf, size_t len,
 
 /* Serializes the whole state (malloc'd buffer, length a multiple of 8). */
 int cp_fsm_snapshot(struct cp_fsm *f, void **buf, size_t *len);
+/* The same in three steps, so that the copy can leave the loop thread:
+ * begin on the applying thread (flushes, then holds a read transaction at
+ * last_applied), write on any one thread, end on any thread. */
+struct cp_fsm_snap;
+int cp_fsm_snapshot_begin(struct cp_fsm *f, struct cp_fsm_snap **s);
+int cp_fsm_snapshot_write(struct cp_fsm_snap *s, void **buf, size_t *len);
+void cp_fsm_snapshot_end(struct cp_fsm_snap *s);
 /* Verifies a snapshot (magic, version, SHA-256, structure) and replaces the
  * state with it in one transaction: on any error the state is unchanged and
  * TVMW_ECORRUPT is returned. A snapshot not newer than the state is

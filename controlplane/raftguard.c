@@ -231,15 +231,65 @@ static int guard_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
     return g->uv_start(io, msecs, guard_tick, guard_recv);
 }
 
-void cp_raftguard_install(struct cp_raftguard *g, struct raft *r)
+struct guard_work {
+    uv_work_t w;
+    struct cp_raftguard *g;
+    struct raft_io_async_work *req;
+    raft_io_async_work_cb cb;
+    int status;
+};
+
+static void work_run(uv_work_t *w)
 {
-    g->raft = r;
+    struct guard_work *x = w->data;
+    x->status = x->req->work(x->req);
+}
+
+static void work_done(uv_work_t *w, int status)
+{
+    struct guard_work *x = w->data;
+    if (!x->g->closed) {
+        x->cb(x->req, status != 0 ? RAFT_CANCELED : x->status);
+    }
+    free(x);
+}
+
+static int guard_async_work(struct raft_io *io, struct raft_io_async_work *req,
+                            raft_io_async_work_cb cb)
+{
+    struct cp_raftguard *g = guard_of(io);
+    struct guard_work *x = calloc(1, sizeof(*x));
+    if (x == NULL) {
+        return RAFT_NOMEM;
+    }
+    x->g = g;
+    x->req = req;
+    x->cb = cb;
+    x->w.data = x;
+    if (uv_queue_work(g->loop, &x->w, work_run, work_done) != 0) {
+        free(x);
+        return RAFT_IOERR;
+    }
+    return 0;
+}
+
+void cp_raftguard_wrap(struct cp_raftguard *g, uv_loop_t *loop)
+{
+    g->loop = loop;
+    g->closed = false;
     raft_configuration_init(&g->committed);
     g->committed_index = 0;
     g->uv_start = g->io.start;
     g->io.start = guard_start;
     g->uv_load = g->io.load;
     g->io.load = guard_load;
+    g->io.version = 2;
+    g->io.async_work = guard_async_work;
+}
+
+void cp_raftguard_attach(struct cp_raftguard *g, struct raft *r)
+{
+    g->raft = r;
 }
 
 /* libraft 0.15 starts with the last configuration entry of its log taken
@@ -291,6 +341,7 @@ void cp_raftguard_started(struct cp_raftguard *g)
 
 void cp_raftguard_close(struct cp_raftguard *g)
 {
+    g->closed = true;
     raft_configuration_close(&g->committed);
     raft_configuration_init(&g->committed);
     g->committed_index = 0;

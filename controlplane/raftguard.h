@@ -15,13 +15,17 @@
 #ifndef TVMW_CP_RAFTGUARD_H
 #define TVMW_CP_RAFTGUARD_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <raft.h>
+#include <uv.h>
 
 struct cp_raftguard {
     struct raft_io io; /* what raft_uv_init and raft_init are given */
     struct raft *raft;
+    uv_loop_t *loop;
+    bool closed; /* work finishing after this is not reported to raft */
     int (*uv_start)(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv);
     int (*uv_load)(struct raft_io *io, raft_term *term, raft_id *voted_for,
                    struct raft_snapshot **snapshot, raft_index *start_index,
@@ -33,9 +37,12 @@ struct cp_raftguard {
     uint64_t rollbacks;                  /* rollbacks done by the guard */
 };
 
-/* After raft_uv_init(&g->io, ...) and raft_init(r, &g->io, ...), before
- * raft_start. */
-void cp_raftguard_install(struct cp_raftguard *g, struct raft *r);
+/* Right after raft_uv_init(&g->io, loop, ...). Also gives the I/O what
+ * libraft's asynchronous snapshots need (io version 2, async_work on
+ * libuv's thread pool), which Debian's raft_uv lacks. */
+void cp_raftguard_wrap(struct cp_raftguard *g, uv_loop_t *loop);
+/* After raft_init(r, &g->io, ...), before raft_start. */
+void cp_raftguard_attach(struct cp_raftguard *g, struct raft *r);
 /* Right after raft_start: see raftguard.c. */
 void cp_raftguard_started(struct cp_raftguard *g);
 void cp_raftguard_close(struct cp_raftguard *g);
