@@ -454,7 +454,7 @@ whose state is not cached is bounded by that node's first read.
     if head in text:
         start = text.index(head)
         nxt = text.find("\n## ", start + len(head))
-        text = text[:start] + sec + (text[nxt + 1:] if nxt >= 0 else "")
+        text = text[:start] + sec + ("\n" + text[nxt + 1:] if nxt >= 0 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + sec
     with open(doc, "w") as f:
